@@ -1,0 +1,21 @@
+"""gan_utils: the small package behind the GAN course notebooks.
+
+One module per concept: data, models, losses, train, checkpoints, metrics, viz, utils.
+Every public name is importable from the package: ``from gan_utils import train_gan``.
+"""
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .data import (TensorBatches, ToyBatches, data_root, gaussian_pdf, grid_centers,
+                   install_debian_fashion_mnist, load_images, make_noise, read_idx, ring_centers,
+                   sample_gaussian_1d, sample_grid, sample_line_2d, sample_mixture_2d, sample_noise,
+                   sample_ring)
+from .losses import (clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
+                     generator_loss_saturating, get_losses, wgan_critic_loss, wgan_generator_loss)
+from .metrics import (fraction_near_line, ks_to_gaussian, line_coverage, line_distances,
+                      mean_line_distance, mode_metrics, w1_to_gaussian, wasserstein_1d)
+from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscriminator, MLPDiscriminator,
+                     MLPGenerator, VirtualBatchNorm, dcgan_init)
+from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan
+from .utils import by_profile, get_device, get_profile, seed_everything
+from .viz import (animate, plot_1d, plot_2d, plot_d_outputs, plot_losses, save_gif, show_images)
+
+__version__ = "0.1.0"

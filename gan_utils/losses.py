@@ -1,0 +1,87 @@
+"""GAN losses, computed from the discriminator's logits (numerically stable).
+
+Notation: D(x) = sigmoid(l(x)) where l is the logit the discriminator returns; z ~ p_z.
+The value function of Goodfellow et al. 2014 is
+    V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]
+D ascends V; G descends it (saturating) or ascends E_z[log D(G(z))] (non-saturating).
+"""
+import torch
+import torch.nn.functional as F
+
+
+def discriminator_loss(real_logits, fake_logits, real_label=1.0):
+    """Minus the value function, as binary cross-entropy on logits:
+        L_D = -E_x[log D(x)] - E_z[log(1 - D(G(z)))]
+    With real_label < 1 (one-sided label smoothing, Salimans et al. 2016) real examples are
+    pulled towards real_label, e.g. 0.9:  -E_x[0.9 log D(x) + 0.1 log(1 - D(x))]; fakes stay 0.
+    At D = 1/2 everywhere L_D = 2 log 2. real_logits: (N, 1), fake_logits: (M, 1) -> scalar."""
+    if not 0.0 < real_label <= 1.0:
+        raise ValueError(f"real_label must be in (0, 1], got {real_label}")
+    real_target = torch.full_like(real_logits, real_label)
+    return (F.binary_cross_entropy_with_logits(real_logits, real_target)
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def generator_loss_saturating(fake_logits):
+    """The minimax generator loss of the value function: L_G = E_z[log(1 - D(G(z)))].
+    Its gradient vanishes when D confidently rejects the fakes (D(G(z)) -> 0), early in training.
+    log(1 - sigmoid(l)) = -softplus(l). fake_logits: (N, 1) -> scalar."""
+    return -F.softplus(fake_logits).mean()
+
+
+def generator_loss_nonsaturating(fake_logits):
+    """The non-saturating generator loss: L_G = -E_z[log D(G(z))] (same fixed point, strong
+    gradients early). log sigmoid(l) = -softplus(-l). fake_logits: (N, 1) -> scalar."""
+    return F.softplus(-fake_logits).mean()
+
+
+def feature_matching_loss(real_features, fake_features):
+    """Feature matching (Salimans et al. 2016): L_G = || E_x f(x) - E_z f(G(z)) ||_2^2 on an
+    intermediate layer f of D. real_features: (N, F), fake_features: (M, F) -> scalar."""
+    return (real_features.mean(0) - fake_features.mean(0)).pow(2).sum()
+
+
+def wgan_critic_loss(real_scores, fake_scores):
+    """WGAN critic loss (Arjovsky et al. 2017): L_C = E_z[f(G(z))] - E_x[f(x)], minimized, so
+    -L_C estimates the Wasserstein-1 distance while f stays 1-Lipschitz. The critic f has no
+    sigmoid: scores are raw. real_scores: (N, 1), fake_scores: (M, 1) -> scalar."""
+    return fake_scores.mean() - real_scores.mean()
+
+
+def wgan_generator_loss(fake_scores):
+    """WGAN generator loss: L_G = -E_z[f(G(z))]. fake_scores: (N, 1) -> scalar."""
+    return -fake_scores.mean()
+
+
+@torch.no_grad()
+def clip_weights(model, c=0.01):
+    """Clamp every parameter of the critic into [-c, c] (WGAN's crude Lipschitz constraint)."""
+    if c <= 0:
+        raise ValueError(f"the clipping value c must be positive, got {c}")
+    for p in model.parameters():
+        p.clamp_(-c, c)
+
+
+LOSSES = ("saturating", "nonsaturating", "feature_matching", "wgan")
+
+
+def get_losses(name="nonsaturating", real_label=1.0):
+    """The pair (d_loss, g_loss) that `train_gan` calls:
+        d_loss(real_out, fake_out) -> scalar           (D's outputs on a real and a fake batch)
+        g_loss(D, fake, real)      -> scalar           (G's loss for a fake batch)
+    name: 'saturating', 'nonsaturating', 'feature_matching' or 'wgan'."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
+    if name == "wgan":
+        if real_label != 1.0:
+            raise ValueError("label smoothing (real_label) does not apply to the WGAN critic")
+        return wgan_critic_loss, lambda D, fake, real: wgan_generator_loss(D(fake))
+
+    def d_loss(real_logits, fake_logits):
+        return discriminator_loss(real_logits, fake_logits, real_label)
+
+    if name == "saturating":
+        return d_loss, lambda D, fake, real: generator_loss_saturating(D(fake))
+    if name == "nonsaturating":
+        return d_loss, lambda D, fake, real: generator_loss_nonsaturating(D(fake))
+    return d_loss, lambda D, fake, real: feature_matching_loss(D.features(real).detach(), D.features(fake))

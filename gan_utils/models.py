@@ -1,0 +1,237 @@
+"""The course's networks, in plain PyTorch.
+
+Generators map noise z of shape (N, noise_dim) to samples; discriminators map samples to one
+logit per example, shape (N, 1): D(x) = sigmoid(logit) is the probability that x is real.
+Every discriminator has `features(x)`, its last hidden layer (used by feature matching).
+"""
+import math
+
+import torch
+from torch import nn
+
+
+def _check_input(x, expected, who):
+    """Raise a clear error when a batch does not have the feature size a model expects."""
+    if x.ndim < 2 or math.prod(x.shape[1:]) != expected:
+        raise ValueError(f"{who} expects a batch of shape (N, {expected}) (or images with {expected} "
+                         f"values each), got {tuple(x.shape)}; check noise_dim / data_dim")
+
+
+class VirtualBatchNorm(nn.Module):
+    """Virtual batch normalization (Salimans et al. 2016, Improved Techniques for Training GANs).
+
+    Each example x is normalized with statistics of a fixed reference batch R combined with x:
+        mu = (sum_R r + x) / (|R| + 1),   var = (sum_R r^2 + x^2) / (|R| + 1) - mu^2
+        y = gamma * (x - mu) / sqrt(var + eps) + beta
+    so an example's output does not depend on the other examples of its minibatch. The
+    reference batch is chosen once before training; its statistics at this layer come from
+    passing it through the network too. The enclosing generator puts the reference rows first
+    and sets `n_ref`; those rows are normalized by the reference statistics alone.
+    Input and output: (N, num_features).
+    """
+
+    def __init__(self, num_features, eps=1e-5):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(num_features))
+        self.beta = nn.Parameter(torch.zeros(num_features))
+        self.eps, self.n_ref = eps, 0
+
+    def forward(self, x):
+        if self.n_ref == 0:
+            raise RuntimeError("VirtualBatchNorm needs a reference batch: call the generator's "
+                               "set_reference(z_ref) once before training")
+        ref, cur = x[:self.n_ref], x[self.n_ref:]
+        ref_sum, ref_sq_sum = ref.sum(0), (ref ** 2).sum(0)
+        n = self.n_ref
+        ref_out = (ref - ref_sum / n) / torch.sqrt(ref_sq_sum / n - (ref_sum / n) ** 2 + self.eps)
+        mean = (ref_sum + cur) / (n + 1)
+        var = (ref_sq_sum + cur ** 2) / (n + 1) - mean ** 2
+        cur_out = (cur - mean) / torch.sqrt(var + self.eps)
+        return self.gamma * torch.cat([ref_out, cur_out]) + self.beta
+
+
+class MLPGenerator(nn.Module):
+    """G(z): blocks of (Linear, norm, ReLU) of the given widths, then Linear and an output layer.
+
+    The course's MNIST generator is the default: widths (128, 256, 512, 1024), 64-d noise,
+    BatchNorm1d, Sigmoid output reshaped to (1, 28, 28). For the toys use norm=None, out=None.
+    norm: 'batch', 'virtual' (VirtualBatchNorm, call `set_reference` first) or None.
+    out: 'sigmoid' (pixels in [0, 1]), 'tanh' ([-1, 1]) or None (any real number).
+    z: (N, noise_dim) -> (N, *out_shape).
+    """
+
+    def __init__(self, noise_dim=64, out_shape=(1, 28, 28), widths=(128, 256, 512, 1024),
+                 norm="batch", out="sigmoid"):
+        super().__init__()
+        if norm not in ("batch", "virtual", None):
+            raise ValueError(f"norm must be 'batch', 'virtual' or None, got {norm!r}")
+        if out not in ("sigmoid", "tanh", None):
+            raise ValueError(f"out must be 'sigmoid', 'tanh' or None, got {out!r}")
+        self.noise_dim, self.out_shape = noise_dim, tuple(out_shape)
+        layers, d = [], noise_dim
+        for w in widths:
+            layers.append(nn.Linear(d, w))
+            if norm == "batch":
+                layers.append(nn.BatchNorm1d(w))
+            elif norm == "virtual":
+                layers.append(VirtualBatchNorm(w))
+            layers.append(nn.ReLU())
+            d = w
+        layers.append(nn.Linear(d, math.prod(self.out_shape)))
+        if out is not None:
+            layers.append(nn.Sigmoid() if out == "sigmoid" else nn.Tanh())
+        self.net = nn.Sequential(*layers)
+        self.register_buffer("z_ref", None)
+
+    def set_reference(self, z_ref):
+        """Fix the reference batch of virtual batch norm (z_ref: (R, noise_dim))."""
+        self.z_ref = z_ref.detach().clone()
+        for m in self.modules():
+            if isinstance(m, VirtualBatchNorm):
+                m.n_ref = len(z_ref)
+
+    def forward(self, z):
+        _check_input(z, self.noise_dim, "MLPGenerator")
+        if self.z_ref is not None:  # virtual batch norm: reference rows go first, then dropped
+            return self.net(torch.cat([self.z_ref, z]))[len(self.z_ref):].view(-1, *self.out_shape)
+        return self.net(z).view(-1, *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """D(x): flatten, blocks of (Linear, LeakyReLU(0.2)) of the given widths, then Linear to one
+    logit. Default: the course's MNIST discriminator, widths (512, 256, 128) on 784 pixels.
+    x: (N, in_dim) or (N, C, H, W) with C*H*W = in_dim -> logits (N, 1).
+    """
+
+    def __init__(self, in_dim=784, widths=(512, 256, 128), slope=0.2):
+        super().__init__()
+        self.in_dim = in_dim
+        layers, d = [nn.Flatten()], in_dim
+        for w in widths:
+            layers += [nn.Linear(d, w), nn.LeakyReLU(slope)]
+            d = w
+        self.body, self.head = nn.Sequential(*layers), nn.Linear(d, 1)
+
+    def features(self, x):
+        """The last hidden layer, (N, widths[-1])."""
+        _check_input(x, self.in_dim, "MLPDiscriminator")
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al. 2013): h_i = max_j (W_ij x + b_ij), j = 1..pieces.
+    (N, in_dim) -> (N, out_dim)."""
+
+    def __init__(self, in_dim, out_dim, pieces=5):
+        super().__init__()
+        self.out_dim, self.pieces = out_dim, pieces
+        self.linear = nn.Linear(in_dim, out_dim * pieces)
+
+    def forward(self, x):
+        return self.linear(x).view(-1, self.out_dim, self.pieces).max(dim=2).values
+
+
+class MaxoutDiscriminator(nn.Module):
+    """The MNIST discriminator of Goodfellow et al. 2014 (goodfeli/adversarial, mnist.yaml):
+    two layers of 240 maxout units with 5 pieces, dropout (input keeps 80%, hidden 50%),
+    then one logit. x: (N, in_dim) or images -> (N, 1)."""
+
+    def __init__(self, in_dim=784, units=240, pieces=5, dropout_in=0.2, dropout=0.5):
+        super().__init__()
+        self.in_dim = in_dim
+        self.body = nn.Sequential(nn.Flatten(), nn.Dropout(dropout_in), Maxout(in_dim, units, pieces),
+                                  nn.Dropout(dropout), Maxout(units, units, pieces), nn.Dropout(dropout))
+        self.head = nn.Linear(units, 1)
+
+    def features(self, x):
+        """The second maxout layer, (N, units)."""
+        _check_input(x, self.in_dim, "MaxoutDiscriminator")
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def dcgan_init(module):
+    """DCGAN weight init (Radford et al. 2016): conv weights ~ N(0, 0.02), BatchNorm gamma ~
+    N(1, 0.02), beta = 0. Use as `model.apply(dcgan_init)`."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def _dcgan_sizes(image_size):
+    """Start size and number of stride-2 layers: 28 = 7*2*2, 32 = 4*2^3, 64 = 4*2^4."""
+    if image_size == 28:
+        return 7, 2
+    if image_size in (32, 64):
+        return 4, int(math.log2(image_size // 4))
+    raise ValueError(f"image_size must be 28, 32 or 64, got {image_size}")
+
+
+class DCGANGenerator(nn.Module):
+    """DCGAN generator: project z to a small feature map with a transposed conv, then stride-2
+    transposed convs (kernel 4) that double the size, BatchNorm + ReLU after each but the last,
+    Tanh output in [-1, 1]. upsample=True replaces each stride-2 transposed conv by nearest
+    upsampling + 3x3 conv (no checkerboard artifacts, Odena et al. 2016).
+    z: (N, noise_dim) -> (N, channels, image_size, image_size)."""
+
+    def __init__(self, noise_dim=100, channels=1, image_size=28, width=64, upsample=False):
+        super().__init__()
+        start, n_up = _dcgan_sizes(image_size)
+        self.noise_dim = noise_dim
+        c = width * 2 ** (n_up - 1) if n_up > 1 else width
+        layers = [nn.ConvTranspose2d(noise_dim, c, start, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
+        for i in range(n_up):
+            last = i == n_up - 1
+            c_out = channels if last else c // 2
+            if upsample:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c_out, 3, 1, 1, bias=last)]
+            else:
+                layers.append(nn.ConvTranspose2d(c, c_out, 4, 2, 1, bias=last))
+            layers += [nn.Tanh()] if last else [nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            c = c_out
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z):
+        _check_input(z, self.noise_dim, "DCGANGenerator")
+        return self.net(z.view(len(z), self.noise_dim, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """DCGAN discriminator: stride-2 convs (kernel 4) that halve the size, LeakyReLU(0.2),
+    BatchNorm on every layer but the first, then one conv over the whole small map to a logit.
+    x: (N, channels, image_size, image_size) -> (N, 1)."""
+
+    def __init__(self, channels=1, image_size=28, width=64):
+        super().__init__()
+        start, n_down = _dcgan_sizes(image_size)
+        self.in_shape = (channels, image_size, image_size)
+        layers, c_in, c = [], channels, width
+        for i in range(n_down):
+            layers.append(nn.Conv2d(c_in, c, 4, 2, 1, bias=False))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(c))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c_in, c = c, c * 2
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c_in, 1, start, 1, 0)
+        self.apply(dcgan_init)
+
+    def features(self, x):
+        """The last feature map, flattened: (N, C * start * start)."""
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"DCGANDiscriminator expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
+                             f"got {tuple(x.shape)}")
+        return self.body(x).flatten(1)
+
+    def forward(self, x):
+        h = self.features(x)
+        c = h.shape[1] // (self.head.kernel_size[0] ** 2)
+        return self.head(h.view(len(x), c, *self.head.kernel_size)).view(-1, 1)

@@ -1,0 +1,177 @@
+"""The course's one training loop: Algorithm 1 of Goodfellow et al. 2014.
+
+    for each training iteration:
+        for k steps:  sample m noise samples z and m examples x;
+                      update D by ascending  1/m sum [log D(x) + log(1 - D(G(z)))]
+        sample m noise samples z;
+                      update G by descending 1/m sum log(1 - D(G(z)))   (or another G loss)
+
+In `train_gan` every real minibatch gives one D step, and every k-th D step is followed by one
+G step. A "step" in the history is one G step.
+"""
+import copy
+import math
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import load_checkpoint, save_checkpoint
+from .losses import clip_weights, get_losses
+
+HISTORY_KEYS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite. The models were put back to their last good state."""
+
+
+def new_history():
+    """Empty training history: a dict of lists of plain numbers, one entry per G step.
+    d_real / d_fake: mean D(x) and D(G(z)) (probabilities; raw critic scores for WGAN)."""
+    return {k: [] for k in HISTORY_KEYS}
+
+
+def make_optimizer(model, name="adam", lr=2e-4, **kwargs):
+    """Adam (default betas (0.5, 0.999), as in DCGAN), 'rmsprop' (WGAN) or 'sgd' over model's
+    parameters."""
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"the learning rate must be a positive number such as 2e-4, got {lr!r}")
+    if name == "adam":
+        kwargs.setdefault("betas", (0.5, 0.999))
+        return torch.optim.Adam(model.parameters(), lr=lr, **kwargs)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=lr, **kwargs)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, **kwargs)
+    raise ValueError(f"unknown optimizer {name!r}; use 'adam', 'rmsprop' or 'sgd'")
+
+
+@torch.no_grad()
+def generate(G, z):
+    """G's samples for noise z in evaluation mode (BatchNorm uses running statistics), without
+    building a graph; G goes back to the mode it was in. z: (N, noise_dim) -> (N, ...)."""
+    was_training = G.training
+    G.eval()
+    out = G(z)
+    G.train(was_training)
+    return out
+
+
+def _copy_state(*objects):
+    return [copy.deepcopy(o.state_dict()) for o in objects]
+
+
+def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", k=1,
+              real_label=1.0, clip_value=None, callback=None, callback_every=100, log_every=25,
+              checkpoint_path=None, checkpoint_every=1, resume=False, progress=True,
+              tensorboard_dir=None, history=None):
+    """Train G and D with Algorithm 1 and return the history (see `new_history`).
+
+    data: re-iterable of real minibatches, one pass per epoch (TensorBatches, ToyBatches);
+    noise: function n -> (n, noise_dim); loss: a name of `losses.get_losses` or a pair
+    (d_loss, g_loss); k: D steps per G step; real_label: 0.9 for one-sided label smoothing;
+    clip_value: clip D's weights to [-c, c] after each D step (WGAN).
+    callback(step, G, D, history) runs before training and every `callback_every` G steps.
+    Every `log_every` G steps the losses are copied to the history (one host sync) and checked:
+    NaN or inf raises TrainingDiverged after restoring the last good state.
+    With checkpoint_path, a checkpoint is saved every `checkpoint_every` epochs and at the end;
+    resume=True continues from it if it exists. Ctrl-C (interrupt) stops cleanly and keeps
+    everything trained so far.
+    """
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k (discriminator steps per generator step) must be an int >= 1, got {k!r}")
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if len(data) < k:
+        raise ValueError(f"an epoch has {len(data)} batches, fewer than k={k}: use more data or a smaller k")
+    d_loss_fn, g_loss_fn = get_losses(loss, real_label) if isinstance(loss, str) else loss
+    to_prob = (lambda s: s) if loss == "wgan" else torch.sigmoid
+    history = history if history is not None else new_history()
+    step, start_epoch = 0, 0
+    if resume and checkpoint_path and Path(checkpoint_path).is_file():
+        state = load_checkpoint(checkpoint_path, G, D, opt_g, opt_d)
+        step, start_epoch, history = state["step"], state["epoch"], state["history"]
+        print(f"Resumed from {checkpoint_path}: epoch {start_epoch}, step {step}")
+    writer = None
+    if tensorboard_dir:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(tensorboard_dir)
+
+    pending = []                                 # per-step values still on the device
+    good = (step, _copy_state(G, D, opt_g, opt_d))  # last state known to be finite
+    epoch = start_epoch
+
+    def flush():
+        nonlocal good
+        if not pending:
+            return
+        values = torch.stack(pending).cpu()      # the only host synchronization
+        pending.clear()
+        if not torch.isfinite(values).all():
+            good_step, states = good
+            for obj, st in zip((G, D, opt_g, opt_d), states):
+                obj.load_state_dict(st)
+            # the history holds rows up to good_step only: the pending rows are dropped
+            raise TrainingDiverged(
+                f"a loss became NaN or infinite between G steps {good_step} and {step} (epoch {epoch}). "
+                f"G, D and the optimizers were restored to step {good_step}; the last checkpoint "
+                f"file is untouched. Lower the learning rate, or check the data for NaN.")
+        first = step - len(values) + 1
+        for i, row in enumerate(values.tolist()):
+            for key, value in zip(HISTORY_KEYS, [first + i, epoch, *row]):
+                history[key].append(value)
+            if writer:
+                for key, value in zip(HISTORY_KEYS[2:], row):
+                    writer.add_scalar(key, value, first + i)
+        good = (step, _copy_state(G, D, opt_g, opt_d))
+        bar.set_postfix(loss_d=f"{row[0]:.3f}", loss_g=f"{row[1]:.3f}",
+                        D_x=f"{row[2]:.2f}", D_G_z=f"{row[3]:.2f}", refresh=False)
+
+    steps_per_epoch = len(data) // k
+    bar = tqdm(total=epochs * steps_per_epoch, initial=step, disable=not progress, unit="step")
+    if callback and step == 0:
+        callback(0, G, D, history)
+    try:
+        for epoch in range(start_epoch, epochs):
+            for i, real in enumerate(data):
+                # (1) Discriminator step: ascend log D(x) + log(1 - D(G(z))), i.e. descend d_loss.
+                fake = G(noise(len(real))).detach()       # no gradient flows into G here
+                if i == 0 and step == 0 and fake.shape[1:] != real.shape[1:]:
+                    raise ValueError(f"G makes samples of shape {tuple(fake.shape[1:])} but the data "
+                                     f"has shape {tuple(real.shape[1:])}: make G's output fit the data")
+                real_out, fake_out = D(real), D(fake)
+                loss_d = d_loss_fn(real_out, fake_out)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                if clip_value is not None:
+                    clip_weights(D, clip_value)
+                if (i + 1) % k != 0:
+                    continue
+                # (2) Generator step, after every k discriminator steps.
+                loss_g = g_loss_fn(D, G(noise(len(real))), real)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                step += 1
+                bar.update()
+                pending.append(torch.stack([loss_d.detach(), loss_g.detach(),
+                                            to_prob(real_out.detach()).mean(),
+                                            to_prob(fake_out.detach()).mean()]))
+                if step % log_every == 0:
+                    flush()
+                if callback and step % callback_every == 0:
+                    flush()
+                    callback(step, G, D, history)
+            flush()
+            if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                save_checkpoint(checkpoint_path, G, D, opt_g, opt_d, step, epoch + 1, history)
+    except KeyboardInterrupt:
+        flush()
+        print(f"Interrupted at step {step}: G and D keep what they learned; the history is returned.")
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
+    return history

@@ -1,0 +1,132 @@
+"""Plots of a GAN at work: curves, image grids, 1D densities with D(x), 2D scatter over D's heat
+map, and animations of snapshots. Each function draws on `ax` (a new figure if None) and
+returns the axes (or figure / animation)."""
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import animation
+from torchvision.utils import make_grid
+
+
+def _ax(ax, figsize=(6, 4)):
+    return ax if ax is not None else plt.subplots(figsize=figsize)[1]
+
+
+def _smooth(values, window):
+    if window <= 1 or len(values) < window:
+        return np.asarray(values, dtype=float)
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_losses(history, ax=None, smooth=1):
+    """D and G loss per G step (moving average over `smooth` steps)."""
+    ax = _ax(ax)
+    for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
+        y = _smooth(history[key], smooth)
+        ax.plot(history["step"][len(history["step"]) - len(y):], y, label=label)
+    ax.set(xlabel="generator step", ylabel="loss", title="Losses")
+    ax.legend()
+    return ax
+
+
+def plot_d_outputs(history, ax=None, smooth=1, critic=False):
+    """Mean D(x) on real and D(G(z)) on fake minibatches; 1/2 is the equilibrium of the minimax
+    game (critic=True: raw WGAN critic scores, no 1/2 line)."""
+    ax = _ax(ax)
+    for key, label in (("d_real", "D(x), real"), ("d_fake", "D(G(z)), fake")):
+        y = _smooth(history[key], smooth)
+        ax.plot(history["step"][len(history["step"]) - len(y):], y, label=label)
+    if not critic:
+        ax.axhline(0.5, color="gray", ls=":", lw=1, label="1/2")
+        ax.set_ylim(-0.02, 1.02)
+    ax.set(xlabel="generator step", ylabel="critic score" if critic else "mean D output",
+           title="Discriminator outputs")
+    ax.legend()
+    return ax
+
+
+def show_images(images, nrow=8, ax=None, title=None):
+    """A grid of images (N, C, H, W) with torchvision's make_grid; values in [0, 1] or [-1, 1]."""
+    images = images.detach().cpu().float()
+    value_range = (-1, 1) if images.min() < 0 else (0, 1)
+    grid = make_grid(images, nrow=nrow, padding=2, normalize=True, value_range=value_range, pad_value=1)
+    ax = _ax(ax, figsize=(nrow * 0.6, len(images) / nrow * 0.6 + 0.4))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+@torch.no_grad()
+def _d_prob(D, x, critic=False):
+    was_training = D.training
+    D.eval()
+    out = D(x)
+    D.train(was_training)
+    return (out if critic else torch.sigmoid(out)).squeeze(1).cpu().numpy()
+
+
+def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bins=60):
+    """Figure 1 of Goodfellow et al. 2014: data density (black dots), generator density (green,
+    a histogram of `fake`), D(x) (blue dashes), and optionally D*(x) = p_data / (p_data + p_g)
+    from the histogram (red). x_grid: (m,) tensor; data_pdf: (m,) densities; fake: (n, 1)."""
+    ax = _ax(ax)
+    x = x_grid.cpu().numpy()
+    p_data = np.asarray(data_pdf)
+    p_g, edges = np.histogram(fake.detach().cpu().numpy().ravel(), bins=bins, range=(x[0], x[-1]), density=True)
+    ax.plot(x, p_data, "k:", lw=2, label="data p_data(x)")
+    ax.stairs(p_g, edges, color="tab:green", fill=True, alpha=0.35, label="generator p_g(x)")
+    if D is not None:
+        device = next(D.parameters()).device
+        ax.plot(x, _d_prob(D, x_grid.view(-1, 1).to(device)), "b--", lw=2, label="D(x)")
+    if optimal_d:
+        p_g_on_grid = np.interp(x, (edges[:-1] + edges[1:]) / 2, p_g)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d_star = np.where(p_data + p_g_on_grid > 1e-3, p_data / (p_data + p_g_on_grid), np.nan)
+        ax.plot(x, d_star, color="tab:red", lw=1.5, alpha=0.8, label="D*(x)")
+    ax.set_ylim(0, max(1.05, p_data.max() * 1.1))
+    ax.set(xlabel="x", title=title)
+    return ax
+
+
+def plot_2d(ax, real, fake, D=None, xlim=(-3, 3), ylim=(-3, 3), title=None, critic=False, res=120):
+    """Real (black) and generated (orange) points over D's output as a heat map (blue: D thinks
+    'fake', red: 'real'). real, fake: (n, 2)."""
+    ax = _ax(ax, figsize=(5, 5))
+    if D is not None:
+        xs, ys = np.linspace(*xlim, res), np.linspace(*ylim, res)
+        grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2), dtype=torch.float32)
+        d = _d_prob(D, grid.to(next(D.parameters()).device), critic).reshape(res, res)
+        im = ax.imshow(d, origin="lower", extent=(*xlim, *ylim), cmap="coolwarm", aspect="auto",
+                       **({} if critic else {"vmin": 0, "vmax": 1}))
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, label="critic score" if critic else "D(x)")
+    r, f = real.detach().cpu().numpy(), fake.detach().cpu().numpy()
+    ax.scatter(r[:, 0], r[:, 1], s=4, c="k", alpha=0.5, label="real")
+    ax.scatter(f[:, 0], f[:, 1], s=4, c="tab:orange", alpha=0.6, label="generated")
+    ax.set(xlim=xlim, ylim=ylim, title=title)
+    ax.legend(loc="upper left", markerscale=3)
+    return ax
+
+
+def animate(frames, draw, figsize=(6, 4), interval=200):
+    """A matplotlib animation with one frame per item of `frames`; draw(ax, frame) draws one.
+    Show it in a notebook with `IPython.display.HTML(anim.to_jshtml())`, or save a GIF with
+    `save_gif`. The figure is closed so that it is not shown twice."""
+    fig, ax = plt.subplots(figsize=figsize)
+
+    def update(i):
+        for extra in fig.axes[1:]:  # colorbars from the previous frame
+            extra.remove()
+        ax.clear()
+        draw(ax, frames[i])
+
+    anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval)
+    plt.close(fig)
+    return anim
+
+
+def save_gif(anim, path, fps=5):
+    """Write an animation from `animate` to a GIF file (Pillow)."""
+    anim.save(path, writer=animation.PillowWriter(fps=fps))
+    return path
