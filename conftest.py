@@ -9,4 +9,3 @@ os.environ.setdefault("GAN_PROFILE", "ci")
 _shared = Path(__file__).resolve().parent.parent / "shared" / "data"
 if "GAN_DATA_DIR" not in os.environ and _shared.is_dir():
     os.environ["GAN_DATA_DIR"] = str(_shared)
-os.environ.setdefault("MPLBACKEND", "Agg")
