@@ -1,0 +1,100 @@
+"""gan_utils.losses against their closed forms."""
+import math
+
+import pytest
+import torch
+
+import gan_utils as gu
+
+
+def test_discriminator_loss_at_one_half_is_2_log_2():
+    zeros = torch.zeros(10, 1)               # logit 0 <=> D = 1/2
+    assert math.isclose(gu.discriminator_loss(zeros, zeros).item(), 2 * math.log(2), rel_tol=1e-6)
+
+
+def test_losses_match_their_formulas():
+    real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
+    d = torch.sigmoid
+    expected_d = -(torch.log(d(real)).mean() + torch.log(1 - d(fake)).mean())
+    assert torch.allclose(gu.discriminator_loss(real, fake), expected_d)
+    smooth = -((0.9 * torch.log(d(real)) + 0.1 * torch.log(1 - d(real))).mean() + torch.log(1 - d(fake)).mean())
+    assert torch.allclose(gu.discriminator_loss(real, fake, real_label=0.9), smooth)
+    assert torch.allclose(gu.generator_loss_saturating(fake), torch.log(1 - d(fake)).mean())
+    assert torch.allclose(gu.generator_loss_nonsaturating(fake), -torch.log(d(fake)).mean())
+    assert torch.allclose(gu.wgan_critic_loss(real, fake), fake.mean() - real.mean())
+    assert torch.allclose(gu.wgan_generator_loss(fake), -fake.mean())
+    f_real, f_fake = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[0.0, 0.0], [2.0, 2.0]])
+    assert torch.allclose(gu.feature_matching_loss(f_real, f_fake), torch.tensor(1.0 + 4.0))
+    assert gu.feature_matching_loss(f_real, f_real).item() == 0
+
+
+def test_losses_are_stable_for_huge_logits():
+    big = torch.tensor([[1e4], [-1e4]])
+    for value in (gu.discriminator_loss(big, -big), gu.generator_loss_saturating(big),
+                  gu.generator_loss_nonsaturating(big)):
+        assert torch.isfinite(value)
+
+
+def test_saturating_gradient_vanishes_when_d_rejects_fakes():
+    """Early in training D(G(z)) ~ 0: log(1 - D) is flat there, -log D is steep."""
+    logit = torch.tensor([[-8.0]], requires_grad=True)
+    gu.generator_loss_saturating(logit).backward()
+    g_sat = logit.grad.abs().item()
+    logit.grad = None
+    gu.generator_loss_nonsaturating(logit).backward()
+    assert g_sat < 1e-3 and logit.grad.abs().item() > 0.99
+
+
+def test_optimal_discriminator_is_p_data_over_p_data_plus_p_g():
+    """Minimizing the D loss over a free D(x) on three points gives D* = p_data / (p_data + p_g)."""
+    p_data, p_g = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.2, 0.2, 0.6])
+    real_idx = torch.repeat_interleave(torch.arange(3), (p_data * 10).long())
+    fake_idx = torch.repeat_interleave(torch.arange(3), (p_g * 10).long())
+    logits = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.LBFGS([logits], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = gu.discriminator_loss(logits[real_idx, None], logits[fake_idx, None])
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert torch.allclose(torch.sigmoid(logits), p_data / (p_data + p_g), atol=1e-4)
+
+
+def test_one_sided_smoothing_caps_d_on_real_data_at_the_label():
+    logit = torch.zeros(1, 1, requires_grad=True)
+    opt = torch.optim.LBFGS([logit], max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = gu.discriminator_loss(logit, torch.full((1, 1), -50.0), real_label=0.9)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert abs(torch.sigmoid(logit).item() - 0.9) < 1e-4
+
+
+def test_clip_weights_and_bad_arguments():
+    model = torch.nn.Linear(4, 4)
+    torch.nn.init.normal_(model.weight, std=1.0)
+    gu.clip_weights(model, 0.01)
+    assert all(p.abs().max() <= 0.01 for p in model.parameters())
+    with pytest.raises(ValueError, match="positive"):
+        gu.clip_weights(model, 0)
+    with pytest.raises(ValueError, match="unknown loss 'hinge'; choose one of"):
+        gu.get_losses("hinge")
+    with pytest.raises(ValueError, match="real_label"):
+        gu.discriminator_loss(torch.zeros(1, 1), torch.zeros(1, 1), real_label=1.5)
+    with pytest.raises(ValueError, match="label smoothing"):
+        gu.get_losses("wgan", real_label=0.9)
+
+
+def test_get_losses_pairs():
+    D = gu.MLPDiscriminator(in_dim=2, widths=(4,))
+    real, fake = torch.randn(5, 2), torch.randn(5, 2)
+    for name in gu.losses.LOSSES:
+        d_loss, g_loss = gu.get_losses(name)
+        assert d_loss(D(real), D(fake)).shape == () and g_loss(D, fake, real).shape == ()
