@@ -1,0 +1,40 @@
+"""gan_utils.metrics for the toy problems."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gan_utils as gu
+
+
+def test_w1_and_ks_to_a_gaussian():
+    q = torch.distributions.Normal(4.0, 1.25).icdf(torch.linspace(0.0005, 0.9995, 1000)).view(-1, 1)
+    assert gu.w1_to_gaussian(q, 4.0, 1.25) < 0.01 and gu.ks_to_gaussian(q, 4.0, 1.25) < 0.002
+    assert math.isclose(gu.w1_to_gaussian(q + 0.5, 4.0, 1.25), 0.5, abs_tol=0.01)  # a shift costs its size
+    assert gu.ks_to_gaussian(torch.full((100, 1), 4.0), 4.0, 1.25) == pytest.approx(0.5)
+    a, b = np.zeros(10), np.ones(10)
+    assert gu.wasserstein_1d(a, b) == pytest.approx(1.0)
+
+
+def test_line_metrics():
+    x = torch.linspace(-2, 2, 1000)
+    on = torch.stack([x, 0.5 * x + 1], 1)
+    assert gu.mean_line_distance(on, 0.5, 1.0) < 1e-6 and gu.fraction_near_line(on, 0.5, 1.0) == 1.0
+    off = on + torch.tensor([0.0, 1.0])
+    assert gu.mean_line_distance(off, 0.5, 1.0) == pytest.approx(1 / math.hypot(0.5, 1), rel=1e-5)
+    assert gu.line_coverage(on, 0.5, 1.0, (-2, 2)) == 1.0
+    half = on[x < 0]
+    assert gu.line_coverage(half, 0.5, 1.0, (-2, 2)) == pytest.approx(0.5)
+    assert gu.line_coverage(off, 0.5, 1.0, (-2, 2)) == 0.0
+
+
+def test_mode_metrics_counts_covered_modes_and_quality():
+    gu.seed_everything(0)
+    centers = gu.ring_centers(8)
+    on_four = gu.sample_mixture_2d(2500, centers[:4], std=0.02)
+    m = gu.mode_metrics(on_four, centers, std=0.02)
+    assert m["modes_covered"] == 4 and m["high_quality"] > 0.98  # 2D Gaussian: P(r < 3 std) = 1 - exp(-4.5) = 0.989
+    spread = torch.randn(2500, 2) * 3
+    assert gu.mode_metrics(spread, centers, std=0.02)["high_quality"] < 0.05
+    assert gu.mode_metrics(gu.sample_ring(2500), centers, 0.02)["modes_covered"] == 8
