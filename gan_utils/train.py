@@ -38,7 +38,7 @@ def make_optimizer(model, name="adam", lr=2e-4, **kwargs):
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise ValueError(f"the learning rate must be a positive number such as 2e-4, got {lr!r}")
     if name == "adam":
-        kwargs.setdefault("betas", (0.5, 0.999))
+        kwargs["betas"] = tuple(float(b) for b in kwargs.get("betas", (0.5, 0.999)))  # (0, 0.9) works too
         return torch.optim.Adam(model.parameters(), lr=lr, **kwargs)
     if name == "rmsprop":
         return torch.optim.RMSprop(model.parameters(), lr=lr, **kwargs)

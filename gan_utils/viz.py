@@ -5,6 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import animation
+from scipy.stats import gaussian_kde
 from torchvision.utils import make_grid
 
 
@@ -70,7 +71,7 @@ def _d_prob(D, x, critic=False):
 def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bins=60):
     """Figure 1 of Goodfellow et al. 2014: data density (black dots), generator density (green,
     a histogram of `fake`), D(x) (blue dashes), and optionally D*(x) = p_data / (p_data + p_g)
-    from the histogram (red). x_grid: (m,) tensor; data_pdf: (m,) densities; fake: (n, 1)."""
+    with p_g from a kernel density estimate (red). x_grid: (m,) tensor; data_pdf: (m,) densities; fake: (n, 1)."""
     ax = _ax(ax)
     x = x_grid.cpu().numpy()
     p_data = np.asarray(data_pdf)
@@ -80,8 +81,8 @@ def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bin
     if D is not None:
         device = next(D.parameters()).device
         ax.plot(x, _d_prob(D, x_grid.view(-1, 1).to(device)), "b--", lw=2, label="D(x)")
-    if optimal_d:
-        p_g_on_grid = np.interp(x, (edges[:-1] + edges[1:]) / 2, p_g)
+    if optimal_d:  # p_g estimated with a Gaussian kernel density estimate (smoother than bins)
+        p_g_on_grid = gaussian_kde(fake.detach().cpu().double().numpy().ravel())(x)
         with np.errstate(invalid="ignore", divide="ignore"):
             d_star = np.where(p_data + p_g_on_grid > 1e-3, p_data / (p_data + p_g_on_grid), np.nan)
         ax.plot(x, d_star, color="tab:red", lw=1.5, alpha=0.8, label="D*(x)")
