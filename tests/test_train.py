@@ -177,3 +177,24 @@ def test_generate_uses_eval_mode_and_restores_training_mode():
     z = torch.randn(1, 4)                       # batch of one: only possible in eval mode
     assert gu.generate(G, z).shape == (1, 2) and G.training
     assert not gu.generate(G, torch.randn(3, 4)).requires_grad
+
+
+def test_interrupt_keeps_what_was_trained(capsys):
+    G, D, data, noise, opt_g, opt_d = toy_setup()
+
+    def stop_at_20(step, G, D, history):
+        if step == 20:
+            raise KeyboardInterrupt
+
+    history = gu.train_gan(G, D, data, noise=noise, epochs=5, opt_g=opt_g, opt_d=opt_d, progress=False,
+                           callback=stop_at_20, callback_every=10)
+    assert history["step"][-1] == 20 and "Interrupted at step 20" in capsys.readouterr().out
+
+
+def test_tensorboard_logging(tmp_path):
+    pytest.importorskip("tensorboard")
+    G, D, data, noise, opt_g, opt_d = toy_setup()
+    gu.train_gan(G, D, data, noise=noise, epochs=1, opt_g=opt_g, opt_d=opt_d, progress=False,
+                 tensorboard_dir=tmp_path / "tb")
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
