@@ -16,6 +16,10 @@ from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscrimin
                      MLPGenerator, VirtualBatchNorm, dcgan_init)
 from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan
 from .utils import by_profile, get_device, get_profile, seed_everything
+from .metrics import (PARZEN_SIGMAS, class_histogram, classifier_features, classifier_frechet,
+                      frechet_distance, histogram_metrics, mnist_split, parzen_log_likelihoods,
+                      parzen_score)
+from .classifier import MNISTClassifier, load_classifier, train_classifier
 from .viz import (animate, plot_1d, plot_2d, plot_d_outputs, plot_losses, save_gif, show_images)
 
 __version__ = "0.1.0"

@@ -76,3 +76,168 @@ def mode_metrics(samples, centers, std, min_count=None):
     min_count = max(1, round(20 * len(s) / 2500)) if min_count is None else min_count
     per_mode = np.bincount(nearest[good], minlength=len(c))
     return {"modes_covered": int((per_mode >= min_count).sum()), "high_quality": float(good.mean())}
+
+
+# ----------------------------------------------------------------------------- MNIST evaluation
+# The evaluation protocol of Goodfellow et al. 2014 on MNIST and classifier-based scores. The CNN
+# lives in gan_utils.classifier (imported inside the functions so that this module stays light).
+
+def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000, seed=2014, download=True):
+    """The data of the paper's protocol, with no image both trained on and scored.
+
+    paper   (MNIST training split present): train = train[0:50000], valid = train[50000:51000]
+            (chooses the Parzen sigma), test = the 10,000 test images (scored).
+    offline (only the 10,000-image TEST split): a fixed permutation of it,
+            np.random.RandomState(seed).permutation(10000), is cut into n_train / n_valid / n_test.
+    Returns a dict: x_train, x_valid, x_test (float32 (N, 1, 28, 28) in [0, 1]), y_* (int64 (N,)),
+    idx_train, idx_valid, idx_test (int64 indices into their source split), source (which official
+    split each part comes from), protocol ('paper' or 'offline') and note (one line saying so).
+    """
+    import warnings
+
+    from .data import load_images
+
+    with warnings.catch_warnings():  # the fallback to the test split is stated in 'note'
+        warnings.simplefilter("ignore", UserWarning)
+        x, y, info = load_images("mnist", train=True, root=root, scale="01", download=download)
+    if info["split"] == "train":
+        xt, yt, _ = load_images("mnist", train=False, root=root, scale="01", download=download)
+        idx = {"train": torch.arange(0, 50000), "valid": torch.arange(50000, 51000), "test": torch.arange(len(xt))}
+        parts = {"train": (x, y), "valid": (x, y), "test": (xt, yt)}
+        source = {"train": "train", "valid": "train", "test": "test"}
+        protocol, note = "paper", ("paper protocol: train on MNIST train[0:50000], sigma on train[50000:51000], "
+                                   "score the 10,000 test images")
+    else:
+        if n_train + n_valid + n_test > len(x):
+            raise ValueError(f"n_train + n_valid + n_test must be at most {len(x)}")
+        perm = torch.from_numpy(np.random.RandomState(seed).permutation(len(x)))
+        cuts = np.cumsum([0, n_train, n_valid, n_test])
+        idx = {k: perm[cuts[i]:cuts[i + 1]] for i, k in enumerate(("train", "valid", "test"))}
+        parts = {k: (x, y) for k in idx}
+        source = {k: "test" for k in idx}
+        protocol, note = "offline", (f"offline protocol (no MNIST training split here): the 10,000 TEST images, "
+                                     f"permuted with seed {seed}, split into {n_train} train / {n_valid} "
+                                     f"validation / {n_test} scored; no scored image is trained on")
+    out = {"protocol": protocol, "note": note, "source": source}
+    for k, (images, labels) in parts.items():
+        out[f"x_{k}"], out[f"y_{k}"] = images[idx[k]].to(device), labels[idx[k]].to(device)
+        out[f"idx_{k}"] = idx[k]
+    return out
+
+
+def _classifier(classifier, device=None):
+    if classifier is None:
+        from .classifier import load_classifier
+        classifier = load_classifier(verbose=False)
+    return classifier
+
+
+@torch.no_grad()
+def _classify(images, classifier, batch_size):
+    """Logits (N, 10) and features (N, 64) of images (N, 1, 28, 28) in [0, 1], on the CPU."""
+    device = next(classifier.parameters()).device
+    logits, feats = [], []
+    for i in range(0, len(images), batch_size):
+        f = classifier.features(images[i:i + batch_size].to(device).float())
+        feats.append(f.cpu())
+        logits.append(classifier.head(f).cpu())
+    return torch.cat(logits), torch.cat(feats)
+
+
+def class_histogram(images, classifier=None, batch_size=1000):
+    """How many of `images` (N, 1, 28, 28), pixels in [0, 1], the MNIST classifier puts in each
+    class: counts n_c = #{i : argmax_c logits_i = c}, an int array of shape (10,)."""
+    logits, _ = _classify(images, _classifier(classifier), batch_size)
+    return np.bincount(logits.argmax(1).numpy(), minlength=10)
+
+
+def histogram_metrics(counts, min_fraction=None):
+    """Mode coverage of a class histogram `counts` (K,):  p_c = n_c / sum n.
+    modes_covered = #{c : p_c >= min_fraction}, min_fraction defaulting to 1 / (10 K) (a tenth of
+    the uniform share, 1% for digits); kl_to_uniform = KL(p || U) = sum_c p_c log(K p_c) in nats,
+    0 for a perfectly balanced histogram and log K (2.30 for digits) for one class only.
+    Returns {'modes_covered', 'kl_to_uniform', 'fractions'}."""
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 1 or counts.sum() <= 0 or (counts < 0).any():
+        raise ValueError("counts must be a 1D array of non-negative counts with a positive sum")
+    k = len(counts)
+    p = counts / counts.sum()
+    min_fraction = 1.0 / (10 * k) if min_fraction is None else min_fraction
+    nz = p > 0
+    kl = float(np.sum(p[nz] * np.log(k * p[nz])))
+    return {"modes_covered": int((p >= min_fraction).sum()), "kl_to_uniform": max(kl, 0.0),
+            "fractions": p.tolist()}
+
+
+def classifier_features(images, classifier=None, batch_size=1000):
+    """The classifier's penultimate-layer features of `images` (N, 1, 28, 28) in [0, 1]: (N, 64)."""
+    return _classify(images, _classifier(classifier), batch_size)[1]
+
+
+def frechet_distance(feats_a, feats_b):
+    """Fréchet distance between Gaussians fitted to two feature sets (N, F) and (M, F):
+        d^2 = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2}),
+    with Tr (S_a S_b)^{1/2} = sum_i sqrt(lambda_i) over the eigenvalues of the symmetric PSD
+    matrix S_a^{1/2} S_b S_a^{1/2} (float64, stable). The FID formula (Heusel et al. 2017)."""
+    a, b = _numpy(feats_a), _numpy(feats_b)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two feature sets (N, F) with the same F and N >= 2, got {a.shape}, {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = np.linalg.eigvalsh(root_a @ s_b @ root_a)
+    tr_cross = np.sqrt(np.clip(lam, 0, None)).sum()
+    return float(max(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * tr_cross, 0.0))
+
+
+def classifier_frechet(generated, real, baseline, classifier=None):
+    """Fréchet distance in the classifier's feature space (an 'FID' for digits) between
+    `generated` and `real` images, next to the same distance between two real sets, `baseline`
+    vs `real`, for scale (use as many baseline as generated images: the estimate is biased
+    upwards for small N). Images (N, 1, 28, 28) in [0, 1]. Returns {'frechet', 'real_vs_real'}."""
+    classifier = _classifier(classifier)
+    f_real = classifier_features(real, classifier)
+    return {"frechet": frechet_distance(classifier_features(generated, classifier), f_real),
+            "real_vs_real": frechet_distance(classifier_features(baseline, classifier), f_real)}
+
+
+PARZEN_SIGMAS = tuple(np.logspace(-1, 0, 10))
+
+
+@torch.no_grad()
+def parzen_log_likelihoods(centres, x, sigmas, batch_size=500):
+    """log p(x_i) under isotropic Gaussian kernels of std sigma at the centres, per point and sigma:
+        log p(x) = log (1/n) sum_j exp(-||x - mu_j||^2 / (2 sigma^2)) - d log(sigma sqrt(2 pi))
+    (parzen_ll.py of Goodfellow et al. 2014). The squared distances come from one float64 matmul
+    per batch of x, ||x||^2 + ||mu||^2 - 2 x.mu, shared by all sigmas; the log-mean-exp is
+    torch.logsumexp(.) - log n (max-shifted, stable). centres: (n, d...), x: (N, d...) ->
+    float64 tensor (N, len(sigmas))."""
+    mu = torch.as_tensor(centres).reshape(len(centres), -1).double().cpu()
+    x = torch.as_tensor(x).reshape(len(x), -1).double().cpu()
+    sig = torch.as_tensor(np.asarray(sigmas, dtype=float).reshape(-1))
+    n, d = mu.shape
+    mu_sq = (mu ** 2).sum(1)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        d2 = ((xb ** 2).sum(1, keepdim=True) + mu_sq - 2 * xb @ mu.T).clamp_(min=0)   # (B, n)
+        e = torch.logsumexp(-d2[:, None, :] / (2 * sig[None, :, None] ** 2), dim=2) - np.log(n)
+        out.append(e - d * torch.log(sig * np.sqrt(2 * np.pi)))
+    return torch.cat(out)
+
+
+def parzen_score(centres, valid, test, sigmas=PARZEN_SIGMAS, batch_size=500):
+    """The Parzen-window estimate of Goodfellow et al. 2014 (their Table 1): sigma = the one of
+    `sigmas` (default logspace(-1, 0, 10)) with the highest mean log-likelihood of `valid`; then
+    LL = mean_i log p(test_i) in nats, with standard error std / sqrt(N) (population std, as
+    numpy's .std()). centres: (n, ...) generated samples (10,000 in the paper) or real images;
+    valid (1,000 in the paper), test: (N, ...) images, pixels in [0, 1].
+    Returns {'ll', 'se', 'sigma', 'sigmas', 'valid_ll' (mean per sigma), 'n_centres', 'n_test'}."""
+    valid_ll = parzen_log_likelihoods(centres, valid, sigmas, batch_size).mean(0)
+    best = int(valid_ll.argmax())
+    sigma = float(np.asarray(sigmas)[best])
+    ll = parzen_log_likelihoods(centres, test, [sigma], batch_size)[:, 0].numpy()
+    return {"ll": float(ll.mean()), "se": float(ll.std() / np.sqrt(len(ll))), "sigma": sigma,
+            "sigmas": [float(s) for s in sigmas], "valid_ll": valid_ll.tolist(),
+            "n_centres": len(centres), "n_test": len(ll)}

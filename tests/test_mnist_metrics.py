@@ -1,0 +1,164 @@
+"""Tests of the MNIST evaluation in gan_utils: the classifier, class histograms, the Fréchet
+distance, the Parzen-window estimate of Goodfellow et al. 2014 and the data protocol."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gan_utils
+from gan_utils import classifier as clf
+
+
+# ----------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def split():
+    """The protocol's data, or a skip when no MNIST files are available."""
+    try:
+        return gan_utils.mnist_split()
+    except FileNotFoundError as exc:
+        pytest.skip(f"no MNIST data (set GAN_DATA_DIR to a folder with MNIST/raw): {str(exc)[:120]}")
+
+
+@pytest.fixture(scope="module")
+def classifier(split):
+    try:
+        return clf.load_classifier(split, train_if_missing=False, verbose=False)
+    except FileNotFoundError:
+        pytest.skip(f"no classifier weights for the {split['protocol']} protocol: "
+                    f"run python -m gan_utils.classifier")
+
+
+def _write_idx(path, array):
+    """An uncompressed IDX file (unsigned bytes), MNIST's format."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _image_keys(images):
+    return {bytes((img * 255).round().to(torch.uint8).numpy().tobytes()) for img in images}
+
+
+# ----------------------------------------------------------------------------- the classifier
+def test_shipped_weights_match_their_checksum():
+    for protocol, digest in clf.SHIPPED_SHA256.items():
+        path = clf.WEIGHTS_DIR / f"mnist_cnn_{protocol}.pt"
+        if path.is_file():
+            assert clf.sha256(path) == digest
+            state = torch.load(path, weights_only=True)
+            clf.MNISTClassifier().load_state_dict(state)
+
+
+def test_classifier_accuracy_on_images_it_never_saw(split, classifier):
+    x, y = clf.held_out(split)
+    assert not set(split["idx_train"].tolist()) & set(split["idx_test"].tolist())
+    acc = clf.accuracy(classifier, x, y)
+    assert acc >= (0.98 if split["protocol"] == "offline" else 0.99), acc
+
+
+def test_real_digits_cover_all_modes_and_are_close_to_themselves(split, classifier):
+    counts = gan_utils.class_histogram(split["x_test"], classifier)
+    m = gan_utils.histogram_metrics(counts)
+    assert m["modes_covered"] == 10 and m["kl_to_uniform"] < 0.05
+    n = len(split["x_test"])
+    fd = gan_utils.classifier_frechet(1 - split["x_test"], split["x_test"], split["x_train"][:n], classifier)
+    assert fd["real_vs_real"] < 0.2 * fd["frechet"]  # inverted digits are far from digits
+
+
+# ----------------------------------------------------------------------------- class histogram
+def test_histogram_metrics_on_constructed_histograms():
+    uniform = gan_utils.histogram_metrics([100] * 10)
+    assert uniform["modes_covered"] == 10 and uniform["kl_to_uniform"] == pytest.approx(0, abs=1e-12)
+    one = gan_utils.histogram_metrics([0, 0, 0, 500, 0, 0, 0, 0, 0, 0])
+    assert one["modes_covered"] == 1 and one["kl_to_uniform"] == pytest.approx(math.log(10))
+    two = gan_utils.histogram_metrics([50, 50, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert two["modes_covered"] == 2 and two["kl_to_uniform"] == pytest.approx(math.log(5))
+    rare = gan_utils.histogram_metrics([1] + [111] * 9)  # 0.1% of the samples: below the 1% bar
+    assert rare["modes_covered"] == 9
+    p = np.array([0.4, 0.3, 0.2, 0.1])
+    assert gan_utils.histogram_metrics(p * 1000)["kl_to_uniform"] == pytest.approx(float(np.sum(p * np.log(4 * p))))
+    with pytest.raises(ValueError):
+        gan_utils.histogram_metrics([0, 0, 0])
+
+
+# ----------------------------------------------------------------------------- Fréchet distance
+def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, 8, generator=g) @ torch.randn(8, 8, generator=g)
+    assert gan_utils.frechet_distance(a, a) == pytest.approx(0, abs=1e-8)
+    shifts = [0.1, 0.5, 1.0, 2.0]
+    d = [gan_utils.frechet_distance(a, a + s) for s in shifts]
+    assert d == sorted(d)
+    assert d[-1] == pytest.approx(8 * 2.0 ** 2, rel=1e-6)  # same covariance: ||shift||^2
+    # against the textbook formula with scipy's matrix square root
+    from scipy import linalg
+    b = torch.randn(2000, 8, generator=g) * 2 + 1
+    a64, b64 = a.double().numpy(), b.double().numpy()
+    s_a, s_b = np.cov(a64, rowvar=False), np.cov(b64, rowvar=False)
+    ref = ((a64.mean(0) - b64.mean(0)) ** 2).sum() + np.trace(s_a + s_b - 2 * linalg.sqrtm(s_a @ s_b).real)
+    assert gan_utils.frechet_distance(a, b) == pytest.approx(ref, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- Parzen window
+def _brute_force_parzen(centres, x, sigma):
+    """parzen_ll.py written out with Python loops: log mean_j N(x; mu_j, sigma^2 I)."""
+    out = []
+    for xi in x.tolist():
+        terms = [-0.5 * sum(((a - b) / sigma) ** 2 for a, b in zip(xi, mu)) for mu in centres.tolist()]
+        out.append(math.log(sum(math.exp(t) for t in terms) / len(terms))
+                   - len(xi) * math.log(sigma * math.sqrt(2 * math.pi)))
+    return out
+
+
+def test_parzen_matches_brute_force_on_a_tiny_case():
+    g = torch.Generator().manual_seed(1)
+    centres, x = torch.rand(7, 5, generator=g), torch.rand(4, 5, generator=g)
+    sigmas = [0.3, 1.0]
+    got = gan_utils.parzen_log_likelihoods(centres, x, sigmas, batch_size=3)
+    for j, s in enumerate(sigmas):
+        assert got[:, j].tolist() == pytest.approx(_brute_force_parzen(centres, x, s), rel=1e-9)
+
+
+def test_parzen_score_protocol_and_stability():
+    g = torch.Generator().manual_seed(2)
+    centres, valid, test = (torch.rand(n, 1, 4, 4, generator=g) for n in (50, 20, 30))
+    r = gan_utils.parzen_score(centres, valid, test, batch_size=7)
+    v = gan_utils.parzen_log_likelihoods(centres, valid, gan_utils.PARZEN_SIGMAS).mean(0)
+    assert r["sigma"] == pytest.approx(gan_utils.PARZEN_SIGMAS[int(v.argmax())])
+    assert len(r["sigmas"]) == 10 and r["sigmas"][0] == pytest.approx(0.1) and r["sigmas"][-1] == pytest.approx(1)
+    ll = np.array(_brute_force_parzen(centres.flatten(1), test.flatten(1), r["sigma"]))
+    assert r["ll"] == pytest.approx(ll.mean(), rel=1e-9)
+    assert r["se"] == pytest.approx(ll.std() / math.sqrt(len(ll)), rel=1e-9)
+    # far from every centre, exp() underflows in a naive computation; the estimate stays finite
+    far = gan_utils.parzen_log_likelihoods(torch.zeros(3, 784), torch.ones(2, 784), [0.1])
+    assert torch.isfinite(far).all()
+    assert far[0, 0].item() == pytest.approx(-784 / (2 * 0.01) - 784 * math.log(0.1 * math.sqrt(2 * math.pi)))
+
+
+# ----------------------------------------------------------------------------- the protocol
+def test_offline_protocol_never_scores_a_training_image(split):
+    if split["protocol"] != "offline":
+        pytest.skip("the offline protocol applies without the MNIST training split")
+    idx = {k: set(split[f"idx_{k}"].tolist()) for k in ("train", "valid", "test")}
+    assert [len(idx[k]) for k in idx] == [8000, 1000, 1000]
+    assert not idx["train"] & idx["test"] and not idx["train"] & idx["valid"] and not idx["valid"] & idx["test"]
+    assert not _image_keys(split["x_train"]) & _image_keys(split["x_test"])  # not even a pixel-identical copy
+    again = gan_utils.mnist_split()
+    assert torch.equal(again["idx_test"], split["idx_test"])  # fixed, not reshuffled per call
+
+
+def test_paper_protocol_on_a_synthetic_data_root(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    train = rng.randint(0, 256, (51000, 28, 28))
+    train[:, 0, 0], train[:, 0, 1] = np.arange(51000) % 256, np.arange(51000) // 256  # tag each image
+    for prefix, images in (("train", train), ("t10k", rng.randint(0, 256, (100, 28, 28)))):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.randint(0, 10, len(images)))
+    s = gan_utils.mnist_split(root=tmp_path, download=False)
+    assert s["protocol"] == "paper" and s["source"] == {"train": "train", "valid": "train", "test": "test"}
+    assert s["idx_train"].tolist() == list(range(50000)) and s["idx_valid"].tolist() == list(range(50000, 51000))
+    assert len(s["x_test"]) == 100
+    tag = (s["x_valid"][:, 0, 0, 0] * 255).round() + 256 * (s["x_valid"][:, 0, 0, 1] * 255).round()
+    assert tag.long().tolist() == list(range(50000, 51000))
