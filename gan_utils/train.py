@@ -9,6 +9,7 @@
 In `train_gan` every real minibatch gives one D step, and every k-th D step is followed by one
 G step. A "step" in the history is one G step.
 """
+import bisect
 import copy
 import math
 from pathlib import Path
@@ -23,7 +24,12 @@ HISTORY_KEYS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite. The models were put back to their last good state."""
+    """A loss became NaN or infinite. The models were put back to their last good state;
+    `.history` holds the history up to that state."""
+
+    def __init__(self, history, message):
+        super().__init__(message)
+        self.history = history
 
 
 def new_history():
@@ -74,7 +80,7 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
     clip_value: clip D's weights to [-c, c] after each D step (WGAN).
     callback(step, G, D, history) runs before training and every `callback_every` G steps.
     Every `log_every` G steps the losses are copied to the history (one host sync) and checked:
-    NaN or inf raises TrainingDiverged after restoring the last good state.
+    NaN or inf raises TrainingDiverged after restoring the state of the last finished epoch.
     With checkpoint_path, a checkpoint is saved every `checkpoint_every` epochs and at the end;
     resume=True continues from it if it exists. Ctrl-C (interrupt) stops cleanly and keeps
     everything trained so far.
@@ -99,11 +105,10 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
         writer = SummaryWriter(tensorboard_dir)
 
     pending = []                                 # per-step values still on the device
-    good = (step, _copy_state(G, D, opt_g, opt_d))  # last state known to be finite
+    good = (step, _copy_state(G, D, opt_g, opt_d))  # last epoch's end state, known to be finite
     epoch = start_epoch
 
     def flush():
-        nonlocal good
         if not pending:
             return
         values = torch.stack(pending).cpu()      # the only host synchronization
@@ -112,8 +117,10 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
             good_step, states = good
             for obj, st in zip((G, D, opt_g, opt_d), states):
                 obj.load_state_dict(st)
-            # the history holds rows up to good_step only: the pending rows are dropped
-            raise TrainingDiverged(
+            del_from = bisect.bisect_right(history["step"], good_step)
+            for key in HISTORY_KEYS:                 # forget the rows after the restored step
+                del history[key][del_from:]
+            raise TrainingDiverged(history,
                 f"a loss became NaN or infinite between G steps {good_step} and {step} (epoch {epoch}). "
                 f"G, D and the optimizers were restored to step {good_step}; the last checkpoint "
                 f"file is untouched. Lower the learning rate, or check the data for NaN.")
@@ -124,7 +131,6 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
             if writer:
                 for key, value in zip(HISTORY_KEYS[2:], row):
                     writer.add_scalar(key, value, first + i)
-        good = (step, _copy_state(G, D, opt_g, opt_d))
         bar.set_postfix(loss_d=f"{row[0]:.3f}", loss_g=f"{row[1]:.3f}",
                         D_x=f"{row[2]:.2f}", D_G_z=f"{row[3]:.2f}", refresh=False)
 
@@ -165,6 +171,7 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
                     flush()
                     callback(step, G, D, history)
             flush()
+            good = (step, _copy_state(G, D, opt_g, opt_d))  # one copy an epoch: cheap
             if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_checkpoint(checkpoint_path, G, D, opt_g, opt_d, step, epoch + 1, history)
     except KeyboardInterrupt:

@@ -100,7 +100,7 @@ def params(model):
 
 def test_nan_stops_training_and_keeps_the_last_good_state_and_checkpoint(tmp_path):
     G, D, _, noise, opt_g, opt_d = toy_setup()
-    data = gu.ToyBatches(NaNAfter(40), 32, 20)             # NaN from the 41st batch (epoch 2)
+    data = gu.ToyBatches(NaNAfter(50), 32, 20)             # NaN from the 51st batch (mid epoch 3)
     ckpt = tmp_path / "run.pt"
     snapshots = {}
     with pytest.raises(gu.TrainingDiverged, match="NaN or infinite.*restored to step 40") as err:
@@ -108,6 +108,7 @@ def test_nan_stops_training_and_keeps_the_last_good_state_and_checkpoint(tmp_pat
                      log_every=10, checkpoint_path=ckpt, callback_every=10,
                      callback=lambda s, G, D, h: snapshots.setdefault(s, (params(G), params(D))))
     assert "Lower the learning rate" in str(err.value)
+    assert err.value.history["step"][-1] == 40 and len(err.value.history["loss_d"]) == 40
     assert torch.isfinite(params(G)).all() and torch.isfinite(params(D)).all()
     assert torch.equal(params(G), snapshots[40][0]) and torch.equal(params(D), snapshots[40][1])
     G2, D2, *_ = toy_setup(seed=1)
