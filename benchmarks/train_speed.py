@@ -238,20 +238,21 @@ def memory_run(images, epochs, seed, device):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=10,
-                   help="G steps per variant per round (default 10); the data set is the first steps*128 "
+    p.add_argument("--steps", type=int, default=62,
+                   help="G steps per variant per round (default 62: one epoch of 8,000 images, as in "
+                        "notebook 03 offline); the data set is the first steps*128 "
                         "images, or whole epochs of the split beyond that")
     p.add_argument("--repeats", type=int, default=7, help="rounds of (A, B, C) (default 7)")
     p.add_argument("--memory-epochs", type=int, default=8,
                    help="epochs (of the same data set) of the memory run of (A), 0 to skip (default 8)")
-    p.add_argument("--quick", action="store_true", help="5 steps, 3 rounds, 3 memory epochs")
+    p.add_argument("--quick", action="store_true", help="20 steps, 3 rounds, 3 memory epochs")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--root", default=None, help="data root holding MNIST/raw (default: $GAN_DATA_DIR or data/)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.repeats, args.memory_epochs = 5, 3, 3
+        args.steps, args.repeats, args.memory_epochs = 20, 3, 3
     if args.steps < 1 or args.repeats < 1:
         p.error("--steps and --repeats must be at least 1")
 
