@@ -20,6 +20,7 @@ from .metrics import (PARZEN_SIGMAS, class_histogram, classifier_features, class
                       frechet_distance, histogram_metrics, mnist_split, parzen_log_likelihoods,
                       parzen_score)
 from .classifier import MNISTClassifier, load_classifier, train_classifier
-from .viz import (animate, plot_1d, plot_2d, plot_d_outputs, plot_losses, save_gif, show_images)
+from .viz import (SnapshotCollector, animate, plot_1d, plot_2d, plot_d_outputs, plot_generator_losses,
+                  plot_losses, plot_metrics, save_gif, show_images)
 
 __version__ = "0.1.0"

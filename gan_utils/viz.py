@@ -1,6 +1,8 @@
 """Plots of a GAN at work: curves, image grids, 1D densities with D(x), 2D scatter over D's heat
 map, and animations of snapshots. Each function draws on `ax` (a new figure if None) and
 returns the axes (or figure / animation)."""
+import copy
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -131,3 +133,100 @@ def save_gif(anim, path, fps=5):
     """Write an animation from `animate` to a GIF file (Pillow)."""
     anim.save(path, writer=animation.PillowWriter(fps=fps))
     return path
+
+
+class SnapshotCollector:
+    """A `callback` for `train_gan` that keeps what plots and animations of training need.
+
+    At step 0 and every `callback_every` G steps it stores one frame, a dict with
+        'step':  the G step,
+        'fake':  G's samples for the fixed noise `z` (n, noise_dim) -> (n, ...), on the CPU,
+        'D':     a frozen CPU copy of the discriminator (if keep_d), to draw D(x) later,
+        and every value of `metrics(fake)` (a function returning a dict of floats).
+    ``snaps = SnapshotCollector(z, metrics); train_gan(..., callback=snaps, callback_every=100)``
+    """
+
+    def __init__(self, z, metrics=None, keep_d=True):
+        self.z, self.metrics, self.keep_d = z, metrics, keep_d
+        self.frames = []
+
+    @torch.no_grad()
+    def __call__(self, step, G, D, history):
+        was_training = G.training
+        G.eval()
+        fake = G(self.z.to(next(G.parameters()).device)).detach().cpu()
+        G.train(was_training)
+        frame = {"step": step, "fake": fake}
+        if self.keep_d:
+            frame["D"] = copy.deepcopy(D).cpu().eval().requires_grad_(False)
+        if self.metrics is not None:
+            frame.update(self.metrics(fake))
+        self.frames.append(frame)
+
+    def __len__(self):
+        return len(self.frames)
+
+    def __bool__(self):  # an empty collector is still a callback (`if callback:` must be true)
+        return True
+
+    def __getitem__(self, i):
+        return self.frames[i]
+
+    def values(self, key):
+        """One value per frame, e.g. ``snaps.values('w1')``; `values('step')` gives the steps."""
+        return [f[key] for f in self.frames]
+
+    def pick(self, n):
+        """About n frames evenly spread over training, first and last included (for animations)."""
+        idx = np.unique(np.linspace(0, len(self.frames) - 1, min(n, len(self.frames))).round().astype(int))
+        return [self.frames[i] for i in idx]
+
+
+def plot_metrics(snapshots, keys, ax=None, labels=None, targets=None, logy=False, title="Metrics"):
+    """Metrics of a SnapshotCollector (or a list of frames) against the G step: one line per key.
+    targets: {key: value} draws a dotted line at a goal (e.g. a threshold of an assert)."""
+    ax = _ax(ax)
+    frames = snapshots.frames if hasattr(snapshots, "frames") else snapshots
+    steps = [f["step"] for f in frames]
+    labels = labels or {}
+    for key in keys:
+        line, = ax.plot(steps, [f[key] for f in frames], marker=".", label=labels.get(key, key))
+        if targets and key in targets:
+            ax.axhline(targets[key], color=line.get_color(), ls=":", lw=1)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel="generator step", title=title)
+    ax.legend()
+    return ax
+
+
+def plot_generator_losses(axes=None, d_min=1e-3):
+    """The two generator losses against D(G(z)), and the size of their gradient with respect to
+    D's logit l (computed with autograd through `losses`):
+        saturating      log(1 - D):   |d/dl| = D        -> 0 when D rejects the fakes (D -> 0)
+        non-saturating  -log D:       |d/dl| = 1 - D    -> 1 when D rejects the fakes
+    axes: two axes (a new 1x2 figure if None)."""
+    from .losses import generator_loss_nonsaturating, generator_loss_saturating
+
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(10, 3.5))[1]
+    d = torch.linspace(d_min, 1 - d_min, 400, dtype=torch.float64)
+    logits = torch.log(d / (1 - d)).view(-1, 1).requires_grad_(True)
+    curves = {}
+    for name, fn in (("saturating  log(1 - D)", generator_loss_saturating),
+                     ("non-saturating  -log D", generator_loss_nonsaturating)):
+        per_example = torch.stack([fn(l.view(1, 1)) for l in logits])  # one loss per D value
+        grad, = torch.autograd.grad(per_example.sum(), logits)
+        curves[name] = (per_example.detach().numpy(), grad.abs().view(-1).numpy())
+    x = d.numpy()
+    for name, (loss, grad) in curves.items():
+        axes[0].plot(x, loss, lw=2, label=name)
+        axes[1].plot(x, grad, lw=2, label=name)
+    axes[0].set(xlabel="D(G(z))", ylabel="generator loss (minimized)", title="G's loss")
+    axes[1].set(xlabel="D(G(z))", ylabel="|dL/dl|  (l = D's logit)", title="Size of G's gradient")
+    for ax in axes:
+        ax.axvspan(0, 0.1, color="gray", alpha=0.15)
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="center right")
+    axes[1].annotate("shaded: early training,\nD rejects the fakes", xy=(0.12, 0.88), fontsize=8)
+    return axes
