@@ -82,7 +82,8 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
     Every `log_every` G steps the losses are copied to the history (one host sync) and checked:
     NaN or inf raises TrainingDiverged after restoring the state of the last finished epoch.
     With checkpoint_path, a checkpoint is saved every `checkpoint_every` epochs and at the end;
-    resume=True continues from it if it exists. Ctrl-C (interrupt) stops cleanly and keeps
+    resume=True continues from it if it exists. Passing the `history` of an earlier call continues
+    it (a second phase of training); step numbers go on from its last step. Ctrl-C (interrupt) stops cleanly and keeps
     everything trained so far.
     """
     if not (isinstance(k, int) and k >= 1):
@@ -94,7 +95,7 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
     d_loss_fn, g_loss_fn = get_losses(loss, real_label) if isinstance(loss, str) else loss
     to_prob = (lambda s: s) if loss == "wgan" else torch.sigmoid
     history = history if history is not None else new_history()
-    step, start_epoch = 0, 0
+    step, start_epoch = (history["step"][-1] if history["step"] else 0), 0  # a second phase continues
     if resume and checkpoint_path and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path, G, D, opt_g, opt_d)
         step, start_epoch, history = state["step"], state["epoch"], state["history"]
@@ -135,8 +136,8 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
                         D_x=f"{row[2]:.2f}", D_G_z=f"{row[3]:.2f}", refresh=False)
 
     steps_per_epoch = len(data) // k
-    bar = tqdm(total=epochs * steps_per_epoch, initial=step, disable=not progress, unit="step")
-    if callback and step == 0:
+    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress, unit="step")
+    if callback is not None and step == 0:
         callback(0, G, D, history)
     try:
         for epoch in range(start_epoch, epochs):
@@ -167,7 +168,7 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
                                             to_prob(fake_out.detach()).mean()]))
                 if step % log_every == 0:
                     flush()
-                if callback and step % callback_every == 0:
+                if callback is not None and step % callback_every == 0:
                     flush()
                     callback(step, G, D, history)
             flush()

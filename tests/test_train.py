@@ -199,3 +199,13 @@ def test_tensorboard_logging(tmp_path):
                  tensorboard_dir=tmp_path / "tb")
     events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
+
+
+def test_a_second_phase_continues_the_history():
+    G, D, data, noise, opt_g, opt_d = toy_setup()
+    kw = dict(noise=noise, opt_g=opt_g, opt_d=opt_d, progress=False)
+    history = gu.train_gan(G, D, data, epochs=1, **kw)
+    calls = []
+    history = gu.train_gan(G, D, data, epochs=1, history=history, callback_every=6,
+                           callback=lambda step, *_: calls.append(step), **kw)
+    assert history["step"] == list(range(1, 25)) and calls == [18, 24]
