@@ -166,9 +166,6 @@ class SnapshotCollector:
     def __len__(self):
         return len(self.frames)
 
-    def __bool__(self):  # an empty collector is still a callback (`if callback:` must be true)
-        return True
-
     def __getitem__(self, i):
         return self.frames[i]
 
