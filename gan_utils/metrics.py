@@ -92,6 +92,7 @@ def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000
     Returns a dict: x_train, x_valid, x_test (float32 (N, 1, 28, 28) in [0, 1]), y_* (int64 (N,)),
     idx_train, idx_valid, idx_test (int64 indices into their source split), source (which official
     split each part comes from), protocol ('paper' or 'offline') and note (one line saying so).
+    root, download: as in `load_images` (download=True tries torchvision's download first).
     """
     import warnings
 
@@ -125,7 +126,8 @@ def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000
     return out
 
 
-def _classifier(classifier, device=None):
+def _classifier(classifier):
+    """The given classifier, or the protocol's default one (`classifier.load_classifier`)."""
     if classifier is None:
         from .classifier import load_classifier
         classifier = load_classifier(verbose=False)
