@@ -83,8 +83,8 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
     NaN or inf raises TrainingDiverged after restoring the state of the last finished epoch.
     With checkpoint_path, a checkpoint is saved every `checkpoint_every` epochs and at the end;
     resume=True continues from it if it exists. Passing the `history` of an earlier call continues
-    it (a second phase of training); step numbers go on from its last step. Ctrl-C (interrupt) stops cleanly and keeps
-    everything trained so far.
+    it (a second phase of training); step numbers go on from its last step. Ctrl-C (interrupt)
+    stops cleanly and keeps everything trained so far.
     """
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"k (discriminator steps per generator step) must be an int >= 1, got {k!r}")
