@@ -172,7 +172,8 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
                     flush()
                     callback(step, G, D, history)
             flush()
-            good = (step, _copy_state(G, D, opt_g, opt_d))  # one copy an epoch: cheap
+            if epoch + 1 < epochs:                        # one copy an epoch: cheap
+                good = (step, _copy_state(G, D, opt_g, opt_d))
             if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_checkpoint(checkpoint_path, G, D, opt_g, opt_d, step, epoch + 1, history)
     except KeyboardInterrupt:
