@@ -13,6 +13,18 @@ if "GAN_DATA_DIR" not in os.environ and _shared.is_dir():
 MNIST_NOTEBOOKS = ("03_mnist_mlp_gan.ipynb",)
 
 
+def _devices():
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that takes a `device` argument runs on the CPU, and on CUDA when there is a GPU."""
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", _devices())
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip the MNIST notebooks, with the loader's own explanation, when MNIST is neither in the
     data root nor downloadable (a fresh offline machine). With internet it is downloaded here."""

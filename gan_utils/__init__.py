@@ -8,13 +8,13 @@ from .data import (TensorBatches, ToyBatches, data_root, gaussian_pdf, grid_cent
                    install_debian_fashion_mnist, load_images, make_noise, read_idx, ring_centers,
                    sample_gaussian_1d, sample_grid, sample_line_2d, sample_mixture_2d, sample_noise,
                    sample_ring)
-from .losses import (clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
-                     generator_loss_saturating, get_losses, wgan_critic_loss, wgan_generator_loss)
+from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
+                     generator_loss_saturating, get_losses, outputs_loss, wgan_critic_loss, wgan_generator_loss)
 from .metrics import (fraction_near_line, ks_to_gaussian, line_coverage, line_distances,
                       mean_line_distance, mode_metrics, w1_to_gaussian, wasserstein_1d)
 from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscriminator, MLPDiscriminator,
                      MLPGenerator, VirtualBatchNorm, dcgan_init)
-from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan
+from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan, d_step, g_step
 from .utils import by_profile, get_device, get_profile, seed_everything
 from .metrics import (PARZEN_SIGMAS, class_histogram, classifier_features, classifier_frechet,
                       frechet_distance, histogram_metrics, mnist_split, parzen_log_likelihoods,
@@ -23,4 +23,4 @@ from .classifier import MNISTClassifier, load_classifier, train_classifier
 from .viz import (SnapshotCollector, animate, plot_1d, plot_2d, plot_d_outputs, plot_generator_losses,
                   plot_losses, plot_metrics, save_gif, show_images)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

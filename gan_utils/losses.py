@@ -5,6 +5,8 @@ The value function of Goodfellow et al. 2014 is
     V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]
 D ascends V; G descends it (saturating) or ascends E_z[log D(G(z))] (non-saturating).
 """
+from typing import Callable, NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -65,23 +67,40 @@ def clip_weights(model, c=0.01):
 LOSSES = ("saturating", "nonsaturating", "feature_matching", "wgan")
 
 
+class GANLoss(NamedTuple):
+    """What `d_step` and `g_step` need to know about a GAN's objective:
+        d_loss(D, real, fake) -> (loss, real_out, fake_out)   D's loss on a real batch (N, ...) and a
+                                 fake batch (M, ...), with D's raw outputs (N, 1), (M, 1) for logging;
+                                 seeing D and its inputs lets a loss add a gradient penalty.
+        g_loss(D, fake, real) -> loss                         G's loss for a fake batch.
+        critic: True when D is a critic with unbounded scores (WGAN), False when its outputs are
+                logits of D(x) = sigmoid(logit)."""
+    d_loss: Callable
+    g_loss: Callable
+    critic: bool = False
+
+
+def outputs_loss(loss_fn):
+    """Turn a loss of D's outputs, loss_fn(real_out, fake_out), into a `GANLoss.d_loss`."""
+    def d_loss(D, real, fake):
+        real_out, fake_out = D(real), D(fake)
+        return loss_fn(real_out, fake_out), real_out, fake_out
+    return d_loss
+
+
 def get_losses(name="nonsaturating", real_label=1.0):
-    """The pair (d_loss, g_loss) that `train_gan` calls:
-        d_loss(real_out, fake_out) -> scalar           (D's outputs on a real and a fake batch)
-        g_loss(D, fake, real)      -> scalar           (G's loss for a fake batch)
-    name: 'saturating', 'nonsaturating', 'feature_matching' or 'wgan'."""
+    """The `GANLoss` that `train_gan` uses for a loss name: 'saturating', 'nonsaturating',
+    'feature_matching' or 'wgan' (critic). real_label < 1 is one-sided label smoothing."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
     if name == "wgan":
         if real_label != 1.0:
             raise ValueError("label smoothing (real_label) does not apply to the WGAN critic")
-        return wgan_critic_loss, lambda D, fake, real: wgan_generator_loss(D(fake))
-
-    def d_loss(real_logits, fake_logits):
-        return discriminator_loss(real_logits, fake_logits, real_label)
-
+        return GANLoss(outputs_loss(wgan_critic_loss), lambda D, fake, real: wgan_generator_loss(D(fake)),
+                       critic=True)
+    d_loss = outputs_loss(lambda real_logits, fake_logits: discriminator_loss(real_logits, fake_logits, real_label))
     if name == "saturating":
-        return d_loss, lambda D, fake, real: generator_loss_saturating(D(fake))
+        return GANLoss(d_loss, lambda D, fake, real: generator_loss_saturating(D(fake)))
     if name == "nonsaturating":
-        return d_loss, lambda D, fake, real: generator_loss_nonsaturating(D(fake))
-    return d_loss, lambda D, fake, real: feature_matching_loss(D.features(real).detach(), D.features(fake))
+        return GANLoss(d_loss, lambda D, fake, real: generator_loss_nonsaturating(D(fake)))
+    return GANLoss(d_loss, lambda D, fake, real: feature_matching_loss(D.features(real).detach(), D.features(fake)))

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .losses import clip_weights, get_losses
+from .losses import GANLoss, clip_weights, get_losses
 
 HISTORY_KEYS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
 
@@ -64,6 +64,36 @@ def generate(G, z):
     return out
 
 
+def d_step(G, D, opt_d, real, noise, loss, clip_value=None):
+    """One discriminator update of Algorithm 1: ascend log D(x) + log(1 - D(G(z))), i.e. descend
+    loss.d_loss. real: (m, ...) a minibatch of data; noise: n -> (n, noise_dim); loss: a GANLoss.
+    Returns the detached (loss_d, real_out, fake_out): a scalar and D's raw outputs (m, 1)."""
+    with torch.no_grad():                         # no gradient flows into G here
+        fake = G(noise(len(real)))
+    if fake.shape[1:] != real.shape[1:]:
+        raise ValueError(f"G makes samples of shape {tuple(fake.shape[1:])} but the data has shape "
+                         f"{tuple(real.shape[1:])}: make G's output fit the data")
+    loss_d, real_out, fake_out = loss.d_loss(D, real, fake)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    if clip_value is not None:                    # WGAN: keep the critic's weights in [-c, c]
+        clip_weights(D, clip_value)
+    return loss_d.detach(), real_out.detach(), fake_out.detach()
+
+
+def g_step(G, D, opt_g, real, noise, loss):
+    """One generator update of Algorithm 1: descend loss.g_loss on a fresh fake batch (the
+    non-saturating loss ascends log D(G(z))). D's parameters receive gradients but are not
+    updated (d_step clears them). real: (m, ...), used by feature matching. Returns loss_g,
+    detached."""
+    loss_g = loss.g_loss(D, G(noise(len(real))), real)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    return loss_g.detach()
+
+
 def _copy_state(*objects):
     return [copy.deepcopy(o.state_dict()) for o in objects]
 
@@ -75,8 +105,7 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
     """Train G and D with Algorithm 1 and return the history (see `new_history`).
 
     data: re-iterable of real minibatches, one pass per epoch (TensorBatches, ToyBatches);
-    noise: function n -> (n, noise_dim); loss: a name of `losses.get_losses` or a pair
-    (d_loss, g_loss); k: D steps per G step; real_label: 0.9 for one-sided label smoothing;
+    noise: function n -> (n, noise_dim); loss: a name of `losses.get_losses` or a `GANLoss`; k: D steps per G step; real_label: 0.9 for one-sided label smoothing;
     clip_value: clip D's weights to [-c, c] after each D step (WGAN).
     callback(step, G, D, history) runs before training and every `callback_every` G steps.
     Every `log_every` G steps the losses are copied to the history (one host sync) and checked:
@@ -92,8 +121,10 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
     if len(data) < k:
         raise ValueError(f"an epoch has {len(data)} batches, fewer than k={k}: use more data or a smaller k")
-    d_loss_fn, g_loss_fn = get_losses(loss, real_label) if isinstance(loss, str) else loss
-    to_prob = (lambda s: s) if loss == "wgan" else torch.sigmoid
+    loss = get_losses(loss, real_label) if isinstance(loss, str) else loss
+    if not isinstance(loss, GANLoss):
+        raise TypeError(f"loss must be a loss name such as 'nonsaturating' or a gan_utils.GANLoss, got {loss!r}")
+    to_prob = (lambda s: s) if loss.critic else torch.sigmoid
     history = history if history is not None else new_history()
     step, start_epoch = (history["step"][-1] if history["step"] else 0), 0  # a second phase continues
     if resume and checkpoint_path and Path(checkpoint_path).is_file():
@@ -142,30 +173,15 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
     try:
         for epoch in range(start_epoch, epochs):
             for i, real in enumerate(data):
-                # (1) Discriminator step: ascend log D(x) + log(1 - D(G(z))), i.e. descend d_loss.
-                fake = G(noise(len(real))).detach()       # no gradient flows into G here
-                if i == 0 and step == 0 and fake.shape[1:] != real.shape[1:]:
-                    raise ValueError(f"G makes samples of shape {tuple(fake.shape[1:])} but the data "
-                                     f"has shape {tuple(real.shape[1:])}: make G's output fit the data")
-                real_out, fake_out = D(real), D(fake)
-                loss_d = d_loss_fn(real_out, fake_out)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                if clip_value is not None:
-                    clip_weights(D, clip_value)
+                # (1) Discriminator step, on every minibatch.
+                loss_d, real_out, fake_out = d_step(G, D, opt_d, real, noise, loss, clip_value)
                 if (i + 1) % k != 0:
                     continue
                 # (2) Generator step, after every k discriminator steps.
-                loss_g = g_loss_fn(D, G(noise(len(real))), real)
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
+                loss_g = g_step(G, D, opt_g, real, noise, loss)
                 step += 1
                 bar.update()
-                pending.append(torch.stack([loss_d.detach(), loss_g.detach(),
-                                            to_prob(real_out.detach()).mean(),
-                                            to_prob(fake_out.detach()).mean()]))
+                pending.append(torch.stack([loss_d, loss_g, to_prob(real_out).mean(), to_prob(fake_out).mean()]))
                 if step % log_every == 0:
                     flush()
                 if callback is not None and step % callback_every == 0:

@@ -92,9 +92,31 @@ def test_clip_weights_and_bad_arguments():
         gu.get_losses("wgan", real_label=0.9)
 
 
-def test_get_losses_pairs():
+def test_get_losses_interface():
     D = gu.MLPDiscriminator(in_dim=2, widths=(4,))
-    real, fake = torch.randn(5, 2), torch.randn(5, 2)
+    real, fake = torch.randn(5, 2), torch.randn(3, 2)
     for name in gu.losses.LOSSES:
-        d_loss, g_loss = gu.get_losses(name)
-        assert d_loss(D(real), D(fake)).shape == () and g_loss(D, fake, real).shape == ()
+        loss = gu.get_losses(name)
+        value, real_out, fake_out = loss.d_loss(D, real, fake)
+        assert value.shape == () and real_out.shape == (5, 1) and fake_out.shape == (3, 1)
+        assert loss.g_loss(D, fake, real).shape == ()
+        assert loss.critic == (name == "wgan")
+
+
+def test_train_gan_calls_d_step_and_g_step():
+    """train_gan's steps are exactly d_step and g_step: the same seed gives the same weights."""
+    def run(by_hand):
+        gu.seed_everything(0)
+        G, D = gu.MLPGenerator(2, (2,), (8,), None, None), gu.MLPDiscriminator(2, (8,))
+        opt_g, opt_d = gu.make_optimizer(G, lr=1e-3), gu.make_optimizer(D, lr=1e-3)
+        noise, loss = gu.make_noise(2), gu.get_losses("nonsaturating")
+        data = [gu.sample_line_2d(16) for _ in range(4)]
+        if by_hand:
+            for real in data:
+                gu.d_step(G, D, opt_d, real, noise, loss)
+                gu.g_step(G, D, opt_g, real, noise, loss)
+        else:
+            gu.train_gan(G, D, data, noise=noise, epochs=1, opt_g=opt_g, opt_d=opt_d, progress=False)
+        return torch.cat([p.detach().flatten() for p in G.parameters()])
+
+    assert torch.equal(run(True), run(False))
