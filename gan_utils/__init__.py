@@ -15,12 +15,12 @@ from .metrics import (fraction_near_line, ks_to_gaussian, line_coverage, line_di
 from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscriminator, MLPDiscriminator,
                      MLPGenerator, VirtualBatchNorm, dcgan_init)
 from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan, d_step, g_step
-from .utils import by_profile, get_device, get_profile, seed_everything
+from .utils import by_profile, get_device, get_profile, seed_everything, setup_notebook
 from .metrics import (PARZEN_SIGMAS, class_histogram, classifier_features, classifier_frechet,
                       frechet_distance, histogram_metrics, mnist_split, parzen_log_likelihoods,
                       parzen_score)
 from .classifier import MNISTClassifier, load_classifier, train_classifier
 from .viz import (SnapshotCollector, animate, plot_1d, plot_2d, plot_d_outputs, plot_generator_losses,
-                  plot_losses, plot_metrics, save_gif, show_images)
+                  plot_losses, plot_metrics, save_gif, show_images, use_course_style)
 
 __version__ = "0.2.0"

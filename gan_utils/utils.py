@@ -59,3 +59,25 @@ def by_profile(real, ci):
     A notebook writes each setting once for both runs, e.g. ``epochs = by_profile(real=250, ci=2)``.
     """
     return ci if get_profile() == "ci" else real
+
+
+COLAB_CPU_NOTICE = ("This Colab runtime has no GPU: Runtime > Change runtime type > GPU. On a CPU the "
+                    "real profile of this notebook takes about {minutes} minutes.")
+
+
+def setup_notebook(cpu_minutes=None, threads=None, device=None):
+    """What every notebook's first cell does after installing gan_utils: apply the course's
+    figure style (readable on a projector), pick the device (printed), and on Colab without a GPU
+    say so, with `cpu_minutes`, the expected run time of the real profile on a CPU.
+    threads: torch CPU threads (1 suits the tiny toy networks). Returns the device."""
+    import sys
+
+    from .viz import use_course_style
+
+    use_course_style()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = get_device(device)
+    if "google.colab" in sys.modules and device.type == "cpu" and cpu_minutes:
+        print(COLAB_CPU_NOTICE.format(minutes=cpu_minutes))
+    return device
