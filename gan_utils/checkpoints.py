@@ -103,15 +103,18 @@ def _to_cpu(obj):
 
 def all_finite(*objects):
     """True when every floating-point parameter, buffer and optimizer-state tensor of the models
-    and optimizers is finite. One host synchronization."""
+    and optimizers is finite. One host synchronization per device."""
     tensors = []
     for o in objects:
         if isinstance(o, torch.optim.Optimizer):
             tensors += [t for s in o.state.values() for t in s.values() if torch.is_tensor(t)]
         else:
             tensors += list(o.parameters()) + list(o.buffers())
-    checks = [torch.isfinite(t).all().cpu() for t in tensors if t.is_floating_point()]
-    return bool(torch.stack(checks).all()) if checks else True
+    checks = {}                                  # per device, so one host sync per device
+    for t in tensors:
+        if t.is_floating_point():
+            checks.setdefault(t.device, []).append(torch.isfinite(t).all())
+    return all(bool(torch.stack(c).all()) for c in checks.values())
 
 
 def checkpoint_folder(path):
