@@ -1,6 +1,7 @@
 """gan_utils: the small package behind the GAN course notebooks.
 
-One module per concept: data, models, losses, train, checkpoints, metrics, viz, utils.
+One module per concept: data, models, losses, train (and its callbacks), checkpoints, metrics, viz,
+utils.
 Every public name is importable from the package: ``from gan_utils import train_gan``.
 """
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
@@ -14,7 +15,7 @@ from .metrics import (fraction_near_line, ks_to_gaussian, line_coverage, line_di
                       mean_line_distance, mode_metrics, w1_to_gaussian, wasserstein_1d)
 from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscriminator, MLPDiscriminator,
                      MLPGenerator, VirtualBatchNorm, dcgan_init)
-from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan, d_step, g_step
+from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan, d_step, g_step, step_functions
 from .utils import by_profile, get_device, get_profile, seed_everything, setup_notebook
 from .metrics import (PARZEN_SIGMAS, class_histogram, classifier_features, classifier_frechet,
                       frechet_distance, histogram_metrics, mnist_split, parzen_log_likelihoods,

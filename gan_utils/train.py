@@ -9,40 +9,20 @@
 In `train_gan` every real minibatch gives one D step, and every k-th D step is followed by one
 G step. A "step" in the history is one G step.
 """
-import bisect
-import copy
-import math
-from pathlib import Path
-
 import torch
-from tqdm.auto import tqdm
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .callbacks import (HISTORY_KEYS, Checkpointer, NaNGuard, NonFinite, Recorder, TrainingDiverged,
+                        new_history)
 from .losses import GANLoss, clip_weights, get_losses
 
-HISTORY_KEYS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite. The models were put back to their last good state;
-    `.history` holds the history up to that state."""
-
-    def __init__(self, history, message):
-        super().__init__(message)
-        self.history = history
-
-
-def new_history():
-    """Empty training history: a dict of lists of plain numbers, one entry per G step.
-    d_real / d_fake: mean D(x) and D(G(z)) (probabilities; raw critic scores for WGAN)."""
-    return {k: [] for k in HISTORY_KEYS}
+MAX_LR = 10.0  # far above any GAN learning rate; beyond it float32 updates overflow or explode
 
 
 def make_optimizer(model, name="adam", lr=2e-4, **kwargs):
     """Adam (default betas (0.5, 0.999), as in DCGAN), 'rmsprop' (WGAN) or 'sgd' over model's
     parameters."""
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"the learning rate must be a positive number such as 2e-4, got {lr!r}")
+    if not (isinstance(lr, (int, float)) and 0 < lr <= MAX_LR):
+        raise ValueError(f"the learning rate must be a positive number such as 2e-4, at most {MAX_LR}, got {lr!r}")
     if name == "adam":
         kwargs["betas"] = tuple(float(b) for b in kwargs.get("betas", (0.5, 0.999)))  # (0, 0.9) works too
         return torch.optim.Adam(model.parameters(), lr=lr, **kwargs)
@@ -64,10 +44,17 @@ def generate(G, z):
     return out
 
 
+BATCH_HELP = ("train_gan wants each batch to be a tensor of images (m, ...), got a {}: a DataLoader of "
+              "(images, labels)? Preload the images and pass gan_utils.TensorBatches(images, batch_size), or "
+              "drop the labels: data = [x for x, _ in loader] (re-iterable; same order every epoch).")
+
+
 def d_step(G, D, opt_d, real, noise, loss, clip_value=None):
     """One discriminator update of Algorithm 1: ascend log D(x) + log(1 - D(G(z))), i.e. descend
     loss.d_loss. real: (m, ...) a minibatch of data; noise: n -> (n, noise_dim); loss: a GANLoss.
     Returns the detached (loss_d, real_out, fake_out): a scalar and D's raw outputs (m, 1)."""
+    if not torch.is_tensor(real):
+        raise TypeError(BATCH_HELP.format(type(real).__name__))
     with torch.no_grad():                         # no gradient flows into G here
         fake = G(noise(len(real)))
     if fake.shape[1:] != real.shape[1:]:
@@ -94,109 +81,110 @@ def g_step(G, D, opt_g, real, noise, loss):
     return loss_g.detach()
 
 
-def _copy_state(*objects):
-    return [copy.deepcopy(o.state_dict()) for o in objects]
+def _k_schedule(k, batches):
+    """k as a function of the number of G steps done (an int k is the same at every step)."""
+    if callable(k):
+        def k_at(step):
+            value = k(step)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"k({step}) must be an int >= 1 (D steps before the next G step), got {value!r}")
+            return value
+        return k_at
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k (discriminator steps per generator step) must be an int >= 1 or a function "
+                         f"of the G step, got {k!r}")
+    if batches < k:
+        raise ValueError(f"an epoch has {batches} batches, fewer than k={k}: use more data or a smaller k")
+    return lambda step: k
+
+
+def _check_settings(epochs, **every):
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    for name, value in every.items():
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be an int >= 1 (how often, in steps or epochs), got {value!r}")
+
+
+def step_functions(G, D, opt_g, opt_d, noise, loss, clip_value, data, fast=False):
+    """(d_fn, g_fn): d_fn(real) -> (loss_d, real_out, fake_out) and g_fn(real) -> loss_g, the two
+    steps train_gan calls. fast=True takes them from gan_utils.fast.fast_steps (CUDA graphs),
+    which sees one batch of `data` (read with torch's RNG put back) and captures the optimizers'
+    state tensors: build them after any load or restore of the optimizers."""
+    if not fast:
+        return (lambda real: d_step(G, D, opt_d, real, noise, loss, clip_value),
+                lambda real: g_step(G, D, opt_g, real, noise, loss))
+    from .fast import fast_steps
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_initialized() else []):
+        real_example = next(iter(data))
+    return fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, clip_value=clip_value)
 
 
 def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", k=1,
               real_label=1.0, clip_value=None, callback=None, callback_every=100, log_every=25,
               checkpoint_path=None, checkpoint_every=1, resume=False, progress=True,
-              tensorboard_dir=None, history=None):
+              tensorboard_dir=None, history=None, fast=False):
     """Train G and D with Algorithm 1 and return the history (see `new_history`).
 
-    data: re-iterable of real minibatches, one pass per epoch (TensorBatches, ToyBatches);
-    noise: function n -> (n, noise_dim); loss: a name of `losses.get_losses` or a `GANLoss`; k: D steps per G step; real_label: 0.9 for one-sided label smoothing;
-    clip_value: clip D's weights to [-c, c] after each D step (WGAN).
+    data: re-iterable of real minibatches (m, ...), one pass per epoch (TensorBatches, ToyBatches);
+    noise: function n -> (n, noise_dim); loss: a name of `losses.get_losses` or a `GANLoss`;
+    k: D steps per G step, an int or a function of the number of G steps done (WGAN:
+    ``lambda step: 100 if step < 25 or step % 500 == 0 else 5``); real_label: 0.9 for one-sided
+    label smoothing; clip_value: clip D's weights to [-c, c] after each D step (WGAN).
     callback(step, G, D, history) runs before training and every `callback_every` G steps.
     Every `log_every` G steps the losses are copied to the history (one host sync) and checked:
-    NaN or inf raises TrainingDiverged after restoring the state of the last finished epoch.
-    With checkpoint_path, a checkpoint is saved every `checkpoint_every` epochs and at the end;
-    resume=True continues from it if it exists. Passing the `history` of an earlier call continues
-    it (a second phase of training); step numbers go on from its last step. Ctrl-C (interrupt)
-    stops cleanly and keeps everything trained so far.
+    NaN or inf raises TrainingDiverged after restoring the last good state (the end of an epoch
+    whose weights were checked finite). With checkpoint_path, a checkpoint is saved every
+    `checkpoint_every` epochs and at the end; resume=True continues from it if it exists.
+    Passing the `history` of an earlier call continues it (a second phase of training): steps and
+    epoch labels go on from its last row. Ctrl-C stops cleanly and keeps everything trained so far.
+    fast=True: the steps of `gan_utils.fast.fast_steps` (CUDA graphs) instead of d_step/g_step.
     """
-    if not (isinstance(k, int) and k >= 1):
-        raise ValueError(f"k (discriminator steps per generator step) must be an int >= 1, got {k!r}")
-    if not (isinstance(epochs, int) and epochs >= 1):
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if len(data) < k:
-        raise ValueError(f"an epoch has {len(data)} batches, fewer than k={k}: use more data or a smaller k")
+    _check_settings(epochs, callback_every=callback_every, log_every=log_every, checkpoint_every=checkpoint_every)
+    k_at = _k_schedule(k, len(data))
     loss = get_losses(loss, real_label) if isinstance(loss, str) else loss
     if not isinstance(loss, GANLoss):
         raise TypeError(f"loss must be a loss name such as 'nonsaturating' or a gan_utils.GANLoss, got {loss!r}")
-    to_prob = (lambda s: s) if loss.critic else torch.sigmoid
     history = history if history is not None else new_history()
-    step, start_epoch = (history["step"][-1] if history["step"] else 0), 0  # a second phase continues
-    if resume and checkpoint_path and Path(checkpoint_path).is_file():
-        state = load_checkpoint(checkpoint_path, G, D, opt_g, opt_d)
-        step, start_epoch, history = state["step"], state["epoch"], state["history"]
-        print(f"Resumed from {checkpoint_path}: epoch {start_epoch}, step {step}")
-    writer = None
-    if tensorboard_dir:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(tensorboard_dir)
-
-    pending = []                                 # per-step values still on the device
-    good = (step, _copy_state(G, D, opt_g, opt_d))  # last epoch's end state, known to be finite
-    epoch = start_epoch
-
-    def flush():
-        if not pending:
-            return
-        values = torch.stack(pending).cpu()      # the only host synchronization
-        pending.clear()
-        if not torch.isfinite(values).all():
-            good_step, states = good
-            for obj, st in zip((G, D, opt_g, opt_d), states):
-                obj.load_state_dict(st)
-            del_from = bisect.bisect_right(history["step"], good_step)
-            for key in HISTORY_KEYS:                 # forget the rows after the restored step
-                del history[key][del_from:]
-            raise TrainingDiverged(history,
-                f"a loss became NaN or infinite between G steps {good_step} and {step} (epoch {epoch}). "
-                f"G, D and the optimizers were restored to step {good_step}; the last checkpoint "
-                f"file is untouched. Lower the learning rate, or check the data for NaN.")
-        first = step - len(values) + 1
-        for i, row in enumerate(values.tolist()):
-            for key, value in zip(HISTORY_KEYS, [first + i, epoch, *row]):
-                history[key].append(value)
-            if writer:
-                for key, value in zip(HISTORY_KEYS[2:], row):
-                    writer.add_scalar(key, value, first + i)
-        bar.set_postfix(loss_d=f"{row[0]:.3f}", loss_g=f"{row[1]:.3f}",
-                        D_x=f"{row[2]:.2f}", D_G_z=f"{row[3]:.2f}", refresh=False)
-
-    steps_per_epoch = len(data) // k
-    bar = tqdm(total=(epochs - start_epoch) * steps_per_epoch, disable=not progress, unit="step")
-    if callback is not None and step == 0:
-        callback(0, G, D, history)
+    start_epoch = history["epoch"][-1] + 1 if history["epoch"] else 0    # a second phase goes on
+    end_epoch = start_epoch + epochs
+    saver = Checkpointer(checkpoint_path, checkpoint_every, G, D, opt_g, opt_d)
+    state = saver.resume() if resume else None
+    if state:
+        history, start_epoch = state["history"], state["epoch"]
+    total = (end_epoch - start_epoch) * (len(data) // k) if isinstance(k, int) else None
+    log = Recorder(history, loss.critic, total, progress, tensorboard_dir, state and state["step"])
+    guard = NaNGuard(G, D, opt_g, opt_d, step=log.step)
+    d_fn, g_fn = step_functions(G, D, opt_g, opt_d, noise, loss, clip_value, data, fast)
     try:
-        for epoch in range(start_epoch, epochs):
-            for i, real in enumerate(data):
-                # (1) Discriminator step, on every minibatch.
-                loss_d, real_out, fake_out = d_step(G, D, opt_d, real, noise, loss, clip_value)
-                if (i + 1) % k != 0:
+        if callback is not None and log.step == 0:
+            callback(0, G, D, history)
+        for epoch in range(start_epoch, end_epoch):
+            log.epoch, d_steps = epoch, 0
+            for real in data:
+                loss_d, real_out, fake_out = d_fn(real)           # (1) D step, on every minibatch
+                d_steps += 1
+                if d_steps < k_at(log.step):
                     continue
-                # (2) Generator step, after every k discriminator steps.
-                loss_g = g_step(G, D, opt_g, real, noise, loss)
-                step += 1
-                bar.update()
-                pending.append(torch.stack([loss_d, loss_g, to_prob(real_out).mean(), to_prob(fake_out).mean()]))
-                if step % log_every == 0:
-                    flush()
-                if callback is not None and step % callback_every == 0:
-                    flush()
-                    callback(step, G, D, history)
-            flush()
-            if epoch + 1 < epochs:                        # one copy an epoch: cheap
-                good = (step, _copy_state(G, D, opt_g, opt_d))
-            if checkpoint_path and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-                save_checkpoint(checkpoint_path, G, D, opt_g, opt_d, step, epoch + 1, history)
+                d_steps = 0
+                log.add(loss_d, g_fn(real), real_out, fake_out)   # (2) G step, after k D steps
+                if log.step % log_every == 0:
+                    log.flush()
+                if callback is not None and log.step % callback_every == 0:
+                    log.flush()
+                    callback(log.step, G, D, history)
+            log.flush()
+            guard.epoch_end(log.step, epoch, last=epoch + 1 == end_epoch)  # finite: a good state
+            saver.epoch_end(log.step, epoch + 1, epoch + 1 == end_epoch, history)
     except KeyboardInterrupt:
-        flush()
-        print(f"Interrupted at step {step}: G and D keep what they learned; the history is returned.")
+        try:
+            log.flush()
+        except NonFinite as err:
+            raise guard.restore(history, err) from None
+        print(f"Interrupted at step {history['step'][-1] if history['step'] else 0}: G and D keep "
+              f"what they learned; the history is returned.")
+    except NonFinite as err:
+        raise guard.restore(history, err) from None
     finally:
-        bar.close()
-        if writer:
-            writer.close()
+        log.close()
     return history

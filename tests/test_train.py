@@ -209,3 +209,44 @@ def test_a_second_phase_continues_the_history():
     history = gu.train_gan(G, D, data, epochs=1, history=history, callback_every=6,
                            callback=lambda step, *_: calls.append(step), **kw)
     assert history["step"] == list(range(1, 25)) and calls == [18, 24]
+
+
+def test_k_can_be_a_function_of_the_g_step():
+    """WGAN's schedule: many critic steps for the first G steps, k = 5 afterwards."""
+    G, D, _, noise, opt_g, opt_d = toy_setup()
+    count_steps(opt_g), count_steps(opt_d)
+    data = gu.ToyBatches(lambda n: gu.sample_line_2d(n), 8, 40)
+    seen = []
+
+    def k(step):
+        seen.append(step)
+        return 10 if step < 2 else 5
+
+    history = gu.train_gan(G, D, data, noise=noise, epochs=1, k=k, opt_g=opt_g, opt_d=opt_d, progress=False)
+    assert opt_d.n_steps == 40 and opt_g.n_steps == 2 + 4        # 10 + 10 + 4 * 5 D steps
+    assert history["step"] == list(range(1, 7)) and set(seen) == set(range(6))
+    with pytest.raises(ValueError, match=r"k\(0\) must be an int >= 1"):
+        gu.train_gan(G, D, data, noise=noise, epochs=1, k=lambda step: 0, opt_g=opt_g, opt_d=opt_d, progress=False)
+
+
+def test_fast_takes_the_steps_of_gan_utils_fast(monkeypatch):
+    """fast=True imports gan_utils.fast lazily and calls fast_steps once; its step functions are
+    what train_gan runs. Here a stand-in that wraps d_step/g_step must give the same run."""
+    import sys
+    import types
+
+    calls = []
+
+    def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, clip_value=None):
+        calls.append(tuple(real_example.shape))
+        return (lambda real: gu.d_step(G, D, opt_d, real, noise, loss, clip_value),
+                lambda real: gu.g_step(G, D, opt_g, real, noise, loss))
+
+    monkeypatch.setitem(sys.modules, "gan_utils.fast", types.SimpleNamespace(fast_steps=fast_steps))
+    runs = []
+    for fast in (False, True):
+        G, D, data, noise, opt_g, opt_d = toy_setup()
+        runs.append((gu.train_gan(G, D, data, noise=noise, epochs=2, opt_g=opt_g, opt_d=opt_d, progress=False,
+                                  fast=fast), params(G)))
+    assert calls == [(32, 2)]
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])   # peeking a batch kept the RNG
