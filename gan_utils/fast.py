@@ -106,17 +106,38 @@ def _restore_in_place(G, D, opt_g, opt_d, saved, device):
     torch.cuda.set_rng_state(saved[4], device)
 
 
+def _make_capturable(opt):
+    """capturable=True where the optimizer has it (Adam, AdamW, RMSprop, ...): the step counter
+    stays on the GPU, so a step needs no host sync. Existing CPU step counters move there too."""
+    for group in opt.param_groups:
+        if "capturable" in group:
+            group["capturable"] = True
+        for p in group["params"]:
+            step = opt.state.get(p, {}).get("step")
+            if torch.is_tensor(step) and step.device != p.device:
+                opt.state[p]["step"] = step.to(p.device)
+
+
+def _staleness_check(*opts):
+    """A function that raises RuntimeError(STALE) once the graphs would update stale tensors: they
+    write into the optimizers' state tensors and use the lr of capture time. load_state_dict
+    replaces all state tensors at once, so watching one parameter's suffices."""
+    watched = [(opt, p, dict(opt.state[p]), [g["lr"] for g in opt.param_groups])
+               for opt in opts for p in list(opt.state)[:1]]
+
+    def check():
+        for opt, p, tensors, lrs in watched:
+            if (any(opt.state[p].get(k) is not t for k, t in tensors.items())
+                    or [g["lr"] for g in opt.param_groups] != lrs):
+                raise RuntimeError(STALE)
+
+    return check
+
+
 def _capture(G, D, opt_g, opt_d, noise, loss, real_example, clip_value, saved, warmup=3):
     """Warm up, capture d_step and g_step as two CUDA graphs, restore the snapshot; return (d_fn, g_fn)."""
     device = real_example.device
-    for opt in (opt_g, opt_d):
-        for group in opt.param_groups:
-            if "capturable" in group:   # Adam, AdamW, RMSprop, ...: keep the step counter on the GPU
-                group["capturable"] = True
-            for p in group["params"]:
-                step = opt.state.get(p, {}).get("step")
-                if torch.is_tensor(step) and step.device != p.device:
-                    opt.state[p]["step"] = step.to(p.device)
+    _make_capturable(opt_g), _make_capturable(opt_d)
     static_real = real_example.detach().clone()
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
@@ -133,16 +154,7 @@ def _capture(G, D, opt_g, opt_d, noise, loss, real_example, clip_value, saved, w
     with torch.cuda.graph(graph_g):
         out_g = g_step(G, D, opt_g, static_real, noise, loss)
     _restore_in_place(G, D, opt_g, opt_d, saved, device)
-    # The graphs write into the optimizers' state tensors and read the lr baked in at capture:
-    # notice when load_state_dict replaces the tensors (one parameter's suffices) or the lr changes.
-    state = [(opt, p, dict(opt.state[p]), [g["lr"] for g in opt.param_groups])
-             for opt in (opt_g, opt_d) for p in list(opt.state)[:1]]
-
-    def check():
-        for opt, p, tensors, lrs in state:
-            if (any(opt.state[p].get(k) is not t for k, t in tensors.items())
-                    or [g["lr"] for g in opt.param_groups] != lrs):
-                raise RuntimeError(STALE)
+    check = _staleness_check(opt_g, opt_d)
 
     def d_fn(real):
         if real.shape != static_real.shape:
