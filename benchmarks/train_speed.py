@@ -26,7 +26,24 @@ It then trains (A) for --memory-epochs epochs and prints the process's memory af
 (resident set size from /proc/self/status, and torch.cuda.max_memory_allocated on a GPU), to show
 that nothing accumulates from epoch to epoch.
 
-The last line is always   gan_utils_vs_handwritten=<r1> tutorial_vs_gan_utils=<r2>
+On a GPU a fourth variant runs in the same rounds:
+
+  F  fast        the fast path, `gan_utils.fast.fast_steps` (the D and G steps captured once as
+                 CUDA graphs), in the loop of (A): TensorBatches, the four logged values stacked on
+                 the device every step and copied to the host every 25 steps. Its time per step
+                 leaves out the one-off capture (warm-up and recording, printed separately), which
+                 is paid once per train_gan call: under 0.1% of notebook 03's 250 epochs.
+
+  r3 = median A / median F   (how many times faster the fast path is;      target >= 5)
+
+and the DCGAN of notebook 05 (gan_utils.DCGANGenerator(), DCGANDiscriminator() at 28 px, 100-d
+noise, images in [-1, 1]) runs the same loop eagerly (gan_utils.d_step / g_step) and fast:
+
+  r4 = median eager / median fast, DCGAN                                   (target >= 2)
+
+The last line is always   gan_utils_vs_handwritten=<r1> tutorial_vs_gan_utils=<r2>, followed on
+a GPU by             gpu_fast_vs_eager=<r3> gpu_dcgan_fast_vs_eager=<r4>
+(--dcgan measures the DCGAN on a CPU too, eagerly only: the fast path is the eager one there).
 
 Data: MNIST idx files under <root>/MNIST/raw (root: --root, else $GAN_DATA_DIR, else the
 repository's data/). The training split is used when present, else the 10,000-image test split
@@ -42,6 +59,7 @@ Usage:
     GAN_DATA_DIR=/path/to/data python benchmarks/train_speed.py             # about 3 min on 2 busy CPU cores
     python benchmarks/train_speed.py --quick                                # about 1 min
     python benchmarks/train_speed.py --steps 78 --repeats 9 --memory-epochs 20 --threads 1 --device cpu
+    python benchmarks/train_speed.py --quick --device cuda                  # on a GPU: A, B, C, F and the DCGAN
 This is a benchmark, not a test: timings on a shared machine are noisy, ratios less so.
 """
 import argparse
@@ -58,6 +76,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 import gan_utils
+from gan_utils.fast import fast_steps
 
 BATCH = 128
 NOISE_DIM = 64
@@ -180,6 +199,61 @@ def run_tutorial(dataset, steps, seed, device):
     return G, D
 
 
+def logged_loop(d_fn, g_fn, data, epochs, critic=False):
+    """train_gan's loop around given step functions: every G step the four logged values are
+    stacked on the device, every 25 steps copied to the host. Returns the host rows."""
+    pending, rows = [], []
+    to_prob = (lambda s: s) if critic else torch.sigmoid
+    for _ in range(epochs):
+        for real in data:
+            loss_d, real_out, fake_out = d_fn(real)
+            loss_g = g_fn(real)
+            pending.append(torch.stack([loss_d, loss_g, to_prob(real_out).mean(), to_prob(fake_out).mean()]))
+            if len(pending) == 25:
+                rows += torch.stack(pending).cpu().tolist()
+                pending.clear()
+    return rows + (torch.stack(pending).cpu().tolist() if pending else [])
+
+
+def run_fast(images, steps, seed, device, capture_seconds):
+    """(F) the fast path in train_gan's loop. The capture is timed apart and appended to
+    capture_seconds; the returned models are those after `steps` G steps."""
+    noise = gan_utils.make_noise(NOISE_DIM, device=device)
+    G, D, opt_g, opt_d = build(seed, device)
+    data = gan_utils.TensorBatches(images, BATCH)
+    sync(device)
+    start = time.perf_counter()
+    d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, "nonsaturating", images[:BATCH], verbose=False)
+    sync(device)
+    capture_seconds.append(time.perf_counter() - start)
+    logged_loop(d_fn, g_fn, data, steps // len(data))
+    return G, D
+
+
+def dcgan_speed(images, steps, repeats, seed, device, fast=True):
+    """ms per G step of the 28-px DCGAN, eager (d_step, g_step) and, if fast, with fast_steps,
+    interleaved in rounds; each round from fresh models. Returns {variant: [ms per round]}."""
+    images = images[:steps * BATCH] * 2 - 1   # [0, 1] -> [-1, 1] for the tanh generator
+    data = gan_utils.TensorBatches(images, BATCH)
+    noise = gan_utils.make_noise(100, device=device)
+    loss = gan_utils.get_losses("nonsaturating")
+    ms = {"eager": [], "fast": []} if fast else {"eager": []}
+    for r in range(repeats + 1):                                # round 0 is a warm-up
+        for variant in ms:
+            gan_utils.seed_everything(seed)
+            G, D = gan_utils.DCGANGenerator().to(device), gan_utils.DCGANDiscriminator().to(device)
+            opt_g, opt_d = gan_utils.make_optimizer(G), gan_utils.make_optimizer(D)
+            if variant == "fast":
+                d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, loss, images[:BATCH], verbose=False)
+            else:
+                d_fn = lambda real: gan_utils.d_step(G, D, opt_d, real, noise, loss)   # noqa: E731
+                g_fn = lambda real: gan_utils.g_step(G, D, opt_g, real, noise, loss)   # noqa: E731
+            seconds, _, _ = timed(logged_loop, d_fn, g_fn, data, 1, device=device)
+            if r > 0:
+                ms[variant].append(1000 * seconds / len(data))
+    return ms
+
+
 def timed(fn, *args, device):
     """(wall seconds, CPU seconds of this process, fn's result). CPU time counts only the time
     this process ran, so it is less disturbed by other processes than wall time is."""
@@ -250,6 +324,7 @@ def main(argv=None):
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--root", default=None, help="data root holding MNIST/raw (default: $GAN_DATA_DIR or data/)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dcgan", action="store_true", help="measure the DCGAN on a CPU too (always on a GPU)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.repeats, args.memory_epochs = 20, 3, 3
@@ -286,12 +361,19 @@ def main(argv=None):
     variants = [("A gan_utils", lambda: run_gan_utils(images, steps, args.seed, device)),
                 ("B handwritten", lambda: run_handwritten(images, steps, args.seed, device)),
                 ("C tutorial", lambda: run_tutorial(dataset, steps, args.seed, device))]
+    gpu = device.type == "cuda"
+    capture_seconds = []
+    if gpu:   # the fast path: CUDA graphs (on a CPU it is the eager loop of A)
+        variants.append(("F fast", lambda: run_fast(images, steps, args.seed, device, capture_seconds)))
+        run_fast(images, min(steps, 10), args.seed, device, [])   # warm-up, not timed
     ms = {label: [] for label, _ in variants}       # wall-clock ms per G step, one value per round
     cpu_ms = {label: [] for label, _ in variants}   # CPU ms per G step
     for r in range(args.repeats):
         finals = {}
         for label, fn in variants:
             seconds, cpu_seconds, finals[label] = timed(fn, device=device)
+            if label == "F fast":   # the one-off capture is reported apart, not per step
+                seconds, cpu_seconds = seconds - capture_seconds[-1], cpu_seconds - capture_seconds[-1]
             ms[label].append(1000 * seconds / steps)
             cpu_ms[label].append(1000 * cpu_seconds / steps)
         print(f"round {r + 1}/{args.repeats}: " + "  ".join(f"{lab.split()[0]} {ms[lab][-1]:6.2f}" for lab in ms)
@@ -300,6 +382,10 @@ def main(argv=None):
             same = all(torch.equal(a, b) for a, b in zip(finals["A gan_utils"][0].state_dict().values(),
                                                           finals["B handwritten"][0].state_dict().values()))
             print(f"  A and B end with bitwise-equal generators: {same}")
+            if gpu:   # F draws the same numbers; capturable Adam rounds differently, so compare loosely
+                diff = max(float((a.float() - f.float()).abs().max()) for a, f in zip(
+                    finals["A gan_utils"][0].state_dict().values(), finals["F fast"][0].state_dict().values()))
+                print(f"  A and F: largest difference of G's parameters and buffers {diff:.2e}")
 
     med = {label: statistics.median(v) for label, v in ms.items()}
     cpu_med = {label: statistics.median(v) for label, v in cpu_ms.items()}
@@ -316,6 +402,21 @@ def main(argv=None):
               (statistics.median(c / a for c, a in zip(ms["C tutorial"], ms["A gan_utils"])))]
     print(f"medians of the per-round ratios (less sensitive to a slow round): A/B {paired[0]:.3f}, "
           f"C/A {paired[1]:.3f}")
+    gpu_line = ""
+    if gpu:
+        r3 = med["A gan_utils"] / med["F fast"]
+        print(f"r3 = A / F = {r3:.2f} (target >= 5); F's capture (3 warm-up steps and recording) took "
+              f"{statistics.median(capture_seconds):.2f} s per train_gan call, not counted above")
+        gpu_line = f" gpu_fast_vs_eager={r3:.2f}"
+    if gpu or args.dcgan:
+        dc = dcgan_speed(images, min(steps, per_epoch), args.repeats, args.seed, device, fast=gpu)
+        dc_med = {v: statistics.median(x) for v, x in dc.items()}
+        print(f"\nDCGAN 28 px, {min(steps, per_epoch)} G steps x {args.repeats} rounds: "
+              + "  ".join(f"{v} {m:.2f} ms/step (min {min(dc[v]):.2f})" for v, m in dc_med.items()))
+        if gpu:
+            r4 = dc_med["eager"] / dc_med["fast"]
+            print(f"r4 = eager / fast (DCGAN) = {r4:.2f} (target >= 2)")
+            gpu_line += f" gpu_dcgan_fast_vs_eager={r4:.2f}"
 
     if args.memory_epochs > 0:
         print(f"\nmemory: (A) for {args.memory_epochs} epochs in one train_gan call, after each epoch")
@@ -340,6 +441,8 @@ def main(argv=None):
                   + f"; current RSS stays within {min(rss):.1f}..{max(rss):.1f} MiB")
 
     print(f"gan_utils_vs_handwritten={r1:.2f} tutorial_vs_gan_utils={r2:.2f}")
+    if gpu_line:
+        print(gpu_line.strip())
 
 
 if __name__ == "__main__":
