@@ -120,23 +120,23 @@ def test_scores_refuse_images_outside_0_1_and_nan(score, bad, device):
         assert f"[{lo:.3f}, {hi:.3f}]" in str(err.value)  # the range found
 
 
-def test_degenerate_inputs_get_clear_errors(device):
-    model = clf.MNISTClassifier().to(device).eval()
-    with pytest.raises(ValueError, match="finite"):
-        gan_utils.histogram_metrics([float("nan")] * 10)
-    with pytest.raises(ValueError, match="no images"):
-        gan_utils.class_histogram(torch.zeros(0, 1, 28, 28, device=device), model)
-    a = torch.randn(50, 4, device=device)
-    b = a.clone()
-    b[7, 2] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        gan_utils.frechet_distance(a, b)
+@pytest.mark.parametrize("case", ["histogram of NaN", "0 images", "NaN feature", "0 centres", "sigma 0",
+                                  "sigma < 0"])
+def test_degenerate_inputs_get_clear_errors(case, device):
     x = torch.rand(5, 16, device=device)
-    with pytest.raises(ValueError, match="no images"):
-        gan_utils.parzen_log_likelihoods(torch.zeros(0, 16, device=device), x, [0.2])
-    for sigma in (0.0, -0.1):
-        with pytest.raises(ValueError, match="sigmas must be positive"):
-            gan_utils.parzen_score(x, x, x, sigmas=[sigma, 0.5])
+    nan_feature = torch.randn(50, 4, device=device)
+    nan_feature[7, 2] = float("nan")
+    match, call = {
+        "histogram of NaN": ("finite", lambda: gan_utils.histogram_metrics([float("nan")] * 10)),
+        "0 images": ("no images", lambda: gan_utils.class_histogram(torch.zeros(0, 1, 28, 28, device=device),
+                                                                    clf.MNISTClassifier().to(device))),
+        "NaN feature": ("NaN", lambda: gan_utils.frechet_distance(torch.randn(50, 4, device=device), nan_feature)),
+        "0 centres": ("no images", lambda: gan_utils.parzen_log_likelihoods(x[:0], x, [0.2])),
+        "sigma 0": ("sigmas must be positive", lambda: gan_utils.parzen_score(x, x, x, sigmas=[0.0, 0.5])),
+        "sigma < 0": ("sigmas must be positive", lambda: gan_utils.parzen_score(x, x, x, sigmas=[-0.1])),
+    }[case]
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 # ----------------------------------------------------------------------------- the cache
