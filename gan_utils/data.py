@@ -287,14 +287,15 @@ def _download(dataset, root, train):
         socket.setdefaulttimeout(old)
 
 
-def _check_root(root):
+def _check_root(root, dataset):
     """A $GAN_DATA_DIR that does not exist gets an error that says what was looked for and where."""
     variable = os.environ.get(DATA_DIR_VARIABLE)
     if variable and Path(variable).expanduser() == root and not root.is_dir():
         raise FileNotFoundError(
-            f"{DATA_DIR_VARIABLE}={variable} is not a folder. The loader looks for <{DATA_DIR_VARIABLE}>/MNIST/raw/"
-            f"t10k-images-idx3-ubyte(.gz) and the other idx files there: create the folder, point "
-            f"{DATA_DIR_VARIABLE} at one that holds MNIST/raw/, or unset it to use {data_root.__name__}'s default.")
+            f"{DATA_DIR_VARIABLE}={variable} is not a folder. The loader looks for <{DATA_DIR_VARIABLE}>/"
+            f"{DATASETS[dataset]}/raw/t10k-images-idx3-ubyte(.gz) and the other idx files there: create the "
+            f"folder, point {DATA_DIR_VARIABLE} at one that holds {DATASETS[dataset]}/raw/, or unset it to use "
+            f"the default (the repository's data/ in a checkout, else {user_cache_dir()}).")
 
 
 def _load_files(dataset, train, root, download):
@@ -341,7 +342,7 @@ def load_images(dataset="mnist", train=True, root=None, device="cpu", scale="01"
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive number of images or None (all), got {limit!r}")
     root = data_root(root)
-    _check_root(root)
+    _check_root(root, dataset)
     files, split, error = _load_files(dataset, train, root, download)
     if files is None:
         raw_dir = root / DATASETS[dataset] / "raw"
