@@ -182,12 +182,13 @@ def _save_cached(model, info, path):
     os.replace(path.with_suffix(".json.tmp"), path.with_suffix(".json"))
 
 
-def _train_and_cache(split, device, verbose, cached):
-    """Train the protocol's classifier now, saying so, and cache it (kept in memory if that fails)."""
+def _train_and_cache(split, device, cached):
+    """Train the protocol's classifier now, saying so with a progress bar even when the caller asked
+    for quiet (training is never silent), and cache it (kept in memory if that fails)."""
     print(f"No shipped classifier weights for the {split['protocol']} protocol: training one now on "
           f"{len(split['x_train'])} images ({split['note']}). The progress bar shows the expected time; "
           f"the weights are then cached in {cached}.")
-    model, info = train_classifier(split, device=device, verbose=verbose)
+    model, info = train_classifier(split, device=device, verbose=True)
     print(f"held-out accuracy {info['accuracy']:.4f} on {info['n_held_out']} images ({info['seconds']:.0f} s)")
     try:
         _save_cached(model, info, cached)
@@ -200,7 +201,8 @@ def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=Tru
     """The evaluation classifier for the protocol of `split` (default: `mnist_split()`), in eval
     mode with frozen weights, on `device`. Looks for gan_utils/weights/mnist_cnn_<protocol>.pt (its
     sha256 must match SHIPPED_SHA256), then the checked cache of `cache_path`; else trains it
-    (train_if_missing, with a progress bar) and caches it."""
+    (train_if_missing; announced with a progress bar even with verbose=False) and caches it.
+    verbose: print which weights file was loaded."""
     split = split if split is not None else mnist_split()
     protocol = split["protocol"]
     shipped = WEIGHTS_DIR / f"mnist_cnn_{protocol}.pt"
@@ -224,7 +226,7 @@ def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=Tru
     if source is None and not train_if_missing:
         raise FileNotFoundError(f"no classifier weights in {shipped} or {cached}; run python -m gan_utils.classifier")
     if source is None:
-        model = _train_and_cache(split, device, verbose, cached)
+        model = _train_and_cache(split, device, cached)
     else:
         model = MNISTClassifier()
         model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
