@@ -210,10 +210,13 @@ def read_idx(path, md5=None):
     md5: if given, the md5 the DECOMPRESSED bytes must have (the same rule for .gz and plain files)."""
     path = Path(path)
     raw = _read_bytes(path)
-    if md5 is not None and hashlib.md5(raw).hexdigest() != md5:
+    digest = hashlib.md5(raw).hexdigest() if md5 is not None else None
+    if digest != md5:
+        known = {v: k for k, v in MNIST_MD5.items()}.get(digest)
         raise ValueError(
-            f"{path}: its decompressed bytes have md5 {hashlib.md5(raw).hexdigest()}, expected {md5} "
-            f"(the published MNIST file): it is corrupt, truncated or not MNIST. Keep it (it may be your "
+            f"{path}: its decompressed bytes have md5 {digest}, expected {md5} (the published MNIST "
+            f"file): " + (f"it holds {known} (files swapped or renamed?). " if known else
+                          "it is corrupt, truncated or not MNIST. ") + f"Keep it (it may be your "
             f"only copy) and put a good copy, gzipped or plain, in another folder with MNIST/raw/ and "
             f"set {DATA_DIR_VARIABLE} to that folder, or download one on a machine with internet.")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:

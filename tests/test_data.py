@@ -177,6 +177,18 @@ def test_any_gzip_of_the_right_data_is_accepted_and_wrong_bytes_are_not(tmp_path
     assert "GAN_DATA_DIR" in message and "Keep it" in message and "delete" not in message.lower()
 
 
+@needs_full
+def test_swapped_real_mnist_files_are_named(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    src = MNIST_FULL / "MNIST" / "raw"
+    os.symlink(src / "t10k-labels-idx1-ubyte.gz", raw / "t10k-images-idx3-ubyte.gz")
+    os.symlink(src / "t10k-images-idx3-ubyte.gz", raw / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(ValueError, match="it holds t10k-labels-idx1-ubyte .files swapped or renamed") as err:
+        gu.load_images("mnist", train=False, root=tmp_path, download=False)
+    assert str(raw / "t10k-images-idx3-ubyte.gz") in str(err.value)
+
+
 def test_truncated_gz_names_the_file_and_the_cause(tmp_path, monkeypatch):
     paths = fake_split(tmp_path / "MNIST" / "raw", "t10k", np.zeros((50, 28, 28)), np.zeros(50), monkeypatch, gz=True)
     paths[0].write_bytes(paths[0].read_bytes()[:-30])
