@@ -83,6 +83,18 @@ def test_real_digits_cover_all_modes_and_are_close_to_themselves(split, classifi
     classifier.cpu()
 
 
+@pytest.mark.skipif(not (MNIST_FULL / "MNIST" / "raw").is_dir(), reason=f"all of MNIST is not at {MNIST_FULL}")
+def test_paper_protocol_uses_the_shipped_weights_at_992(capsys):
+    """On the full root: train[0:50000] / train[50000:51000] / the 10,000 test images, and the
+    shipped paper-protocol classifier (no training) at 99.2% or better on those 10,000."""
+    s = gan_utils.mnist_split(root=MNIST_FULL, download=False)
+    assert s["protocol"] == "paper" and s["idx_train"].tolist() == list(range(50000))
+    assert s["idx_valid"].tolist() == list(range(50000, 51000)) and len(s["x_test"]) == 10000
+    model = clf.load_classifier(s, train_if_missing=False, verbose=True)
+    assert str(clf.WEIGHTS_DIR / "mnist_cnn_paper.pt") in capsys.readouterr().out
+    assert gan_utils.accuracy(model, *gan_utils.held_out(s)) >= 0.992
+
+
 def test_import_layout_has_no_cycle():
     """mnist_split lives in data.py; classifier never imports metrics (metrics imports classifier)."""
     source = Path(clf.__file__).read_text()
