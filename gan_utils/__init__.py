@@ -5,10 +5,10 @@ utils.
 Every public name is importable from the package: ``from gan_utils import train_gan``.
 """
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .data import (TensorBatches, ToyBatches, data_root, gaussian_pdf, grid_centers,
-                   install_debian_fashion_mnist, load_images, make_noise, read_idx, ring_centers,
+from .data import (TensorBatches, ToyBatches, check_pixels, data_root, gaussian_pdf, grid_centers,
+                   install_debian_fashion_mnist, load_images, make_noise, mnist_split, read_idx, ring_centers,
                    sample_gaussian_1d, sample_grid, sample_line_2d, sample_mixture_2d, sample_noise,
-                   sample_ring)
+                   sample_ring, user_cache_dir)
 from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
                      generator_loss_saturating, get_losses, outputs_loss, wgan_critic_loss, wgan_generator_loss)
 from .metrics import (fraction_near_line, ks_to_gaussian, line_coverage, line_distances,
@@ -18,9 +18,8 @@ from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscrimin
 from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan, d_step, g_step, step_functions
 from .utils import by_profile, get_device, get_profile, seed_everything, setup_notebook
 from .metrics import (PARZEN_SIGMAS, class_histogram, classifier_features, classifier_frechet,
-                      frechet_distance, histogram_metrics, mnist_split, parzen_log_likelihoods,
-                      parzen_score)
-from .classifier import MNISTClassifier, load_classifier, train_classifier
+                      frechet_distance, histogram_metrics, parzen_log_likelihoods, parzen_score)
+from .classifier import MNISTClassifier, accuracy, held_out, load_classifier, train_classifier
 from .viz import (SnapshotCollector, animate, plot_1d, plot_2d, plot_d_outputs, plot_generator_losses,
                   plot_losses, plot_metrics, save_gif, show_images, use_course_style)
 

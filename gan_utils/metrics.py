@@ -8,6 +8,10 @@ import numpy as np
 import torch
 from scipy import stats
 
+from .classifier import load_classifier
+from .data import check_pixels
+from .data import mnist_split  # noqa: F401  (its old home: keeps `from gan_utils.metrics import mnist_split`)
+
 
 def _numpy(x):
     return x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=float)
@@ -29,8 +33,15 @@ def wasserstein_1d(a, b):
 
 def ks_to_gaussian(samples, mu, sigma):
     """Kolmogorov-Smirnov statistic sup_x |F_n(x) - Phi_{mu,sigma}(x)| of the samples against
-    N(mu, sigma^2); 0 is a perfect fit. samples: (n,) or (n, 1)."""
-    return float(stats.kstest(_numpy(samples).ravel(), "norm", args=(mu, sigma)).statistic)
+    N(mu, sigma^2); 0 is a perfect fit. samples: (n,) or (n, 1). Computed from the sorted samples
+    x_(1) <= ... <= x_(n), with the CDF u_i = Phi((x_(i) - mu) / sigma) (the same on every scipy):
+        D = max_i max(i / n - u_i, u_i - (i - 1) / n)."""
+    x = np.sort(_numpy(samples).ravel())
+    if len(x) == 0 or sigma <= 0:
+        raise ValueError(f"need at least one sample and sigma > 0, got {len(x)} samples and sigma {sigma}")
+    u = stats.norm.cdf((x - mu) / sigma)
+    i = np.arange(1, len(x) + 1)
+    return float(max(np.max(i / len(x) - u), np.max(u - (i - 1) / len(x))))
 
 
 def line_distances(points, slope, intercept):
@@ -79,64 +90,21 @@ def mode_metrics(samples, centers, std, min_count=None):
 
 
 # ----------------------------------------------------------------------------- MNIST evaluation
-# The evaluation protocol of Goodfellow et al. 2014 on MNIST and classifier-based scores. The CNN
-# lives in gan_utils.classifier (imported inside the functions so that this module stays light).
-
-def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000, seed=2014, download=True):
-    """The data of the paper's protocol, with no image both trained on and scored.
-
-    paper   (MNIST training split present): train = train[0:50000], valid = train[50000:51000]
-            (chooses the Parzen sigma), test = the 10,000 test images (scored).
-    offline (only the 10,000-image TEST split): a fixed permutation of it,
-            np.random.RandomState(seed).permutation(10000), is cut into n_train / n_valid / n_test.
-    Returns a dict: x_train, x_valid, x_test (float32 (N, 1, 28, 28) in [0, 1]), y_* (int64 (N,)),
-    idx_train, idx_valid, idx_test (int64 indices into their source split), source (which official
-    split each part comes from), protocol ('paper' or 'offline') and note (one line saying so).
-    root, download: as in `load_images` (download=True tries torchvision's download first).
-    """
-    import warnings
-
-    from .data import load_images
-
-    with warnings.catch_warnings():  # the fallback to the test split is stated in 'note'
-        warnings.simplefilter("ignore", UserWarning)
-        x, y, info = load_images("mnist", train=True, root=root, scale="01", download=download)
-    if info["split"] == "train":
-        xt, yt, _ = load_images("mnist", train=False, root=root, scale="01", download=download)
-        idx = {"train": torch.arange(0, 50000), "valid": torch.arange(50000, 51000), "test": torch.arange(len(xt))}
-        parts = {"train": (x, y), "valid": (x, y), "test": (xt, yt)}
-        source = {"train": "train", "valid": "train", "test": "test"}
-        protocol, note = "paper", ("paper protocol: train on MNIST train[0:50000], sigma on train[50000:51000], "
-                                   "score the 10,000 test images")
-    else:
-        if n_train + n_valid + n_test > len(x):
-            raise ValueError(f"n_train + n_valid + n_test must be at most {len(x)}")
-        perm = torch.from_numpy(np.random.RandomState(seed).permutation(len(x)))
-        cuts = np.cumsum([0, n_train, n_valid, n_test])
-        idx = {k: perm[cuts[i]:cuts[i + 1]] for i, k in enumerate(("train", "valid", "test"))}
-        parts = {k: (x, y) for k in idx}
-        source = {k: "test" for k in idx}
-        protocol, note = "offline", (f"offline protocol (no MNIST training split here): the 10,000 TEST images, "
-                                     f"permuted with seed {seed}, split into {n_train} train / {n_valid} "
-                                     f"validation / {n_test} scored; no scored image is trained on")
-    out = {"protocol": protocol, "note": note, "source": source}
-    for k, (images, labels) in parts.items():
-        out[f"x_{k}"], out[f"y_{k}"] = images[idx[k]].to(device), labels[idx[k]].to(device)
-        out[f"idx_{k}"] = idx[k]
-    return out
-
+# Classifier-based scores and the Parzen-window estimate of Goodfellow et al. 2014. The data
+# protocol is `data.mnist_split` (re-exported here for old imports); the CNN is gan_utils.classifier.
 
 def _classifier(classifier):
     """The given classifier, or the protocol's default one (`classifier.load_classifier`)."""
     if classifier is None:
-        from .classifier import load_classifier
         classifier = load_classifier(verbose=False)
     return classifier
 
 
 @torch.no_grad()
-def _classify(images, classifier, batch_size):
-    """Logits (N, 10) and features (N, 64) of images (N, 1, 28, 28) in [0, 1], on the CPU."""
+def _classify(images, classifier, batch_size, what="images"):
+    """Logits (N, 10) and features (N, 64) of images (N, 1, 28, 28) in [0, 1], on the CPU.
+    Images on any device are moved in batches to the classifier's device."""
+    check_pixels(images, what)
     device = next(classifier.parameters()).device
     logits, feats = [], []
     for i in range(0, len(images), batch_size):
@@ -149,7 +117,7 @@ def _classify(images, classifier, batch_size):
 def class_histogram(images, classifier=None, batch_size=1000):
     """How many of `images` (N, 1, 28, 28), pixels in [0, 1], the MNIST classifier puts in each
     class: counts n_c = #{i : argmax_c logits_i = c}, an int array of shape (10,)."""
-    logits, _ = _classify(images, _classifier(classifier), batch_size)
+    logits, _ = _classify(images, _classifier(classifier), batch_size, "class_histogram")
     return np.bincount(logits.argmax(1).numpy(), minlength=10)
 
 
@@ -159,9 +127,10 @@ def histogram_metrics(counts, min_fraction=None):
     the uniform share, 1% for digits); kl_to_uniform = KL(p || U) = sum_c p_c log(K p_c) in nats,
     0 for a perfectly balanced histogram and log K (2.30 for digits) for one class only.
     Returns {'modes_covered', 'kl_to_uniform', 'fractions'}."""
-    counts = np.asarray(counts, dtype=float)
-    if counts.ndim != 1 or counts.sum() <= 0 or (counts < 0).any():
-        raise ValueError("counts must be a 1D array of non-negative counts with a positive sum")
+    counts = _numpy(counts)
+    if counts.ndim != 1 or not np.isfinite(counts).all() or counts.sum() <= 0 or (counts < 0).any():
+        raise ValueError(f"counts must be a 1D array of finite non-negative counts with a positive sum, got "
+                         f"{counts.tolist()[:12]}: score at least one image, and check it for NaN")
     k = len(counts)
     p = counts / counts.sum()
     min_fraction = 1.0 / (10 * k) if min_fraction is None else min_fraction
@@ -173,7 +142,7 @@ def histogram_metrics(counts, min_fraction=None):
 
 def classifier_features(images, classifier=None, batch_size=1000):
     """The classifier's penultimate-layer features of `images` (N, 1, 28, 28) in [0, 1]: (N, 64)."""
-    return _classify(images, _classifier(classifier), batch_size)[1]
+    return _classify(images, _classifier(classifier), batch_size, "classifier_features")[1]
 
 
 def frechet_distance(feats_a, feats_b):
@@ -184,6 +153,9 @@ def frechet_distance(feats_a, feats_b):
     a, b = _numpy(feats_a), _numpy(feats_b)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ValueError(f"need two feature sets (N, F) with the same F and N >= 2, got {a.shape}, {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"frechet_distance: {int((~np.isfinite(a)).sum())} and {int((~np.isfinite(b)).sum())} "
+                         f"feature values are NaN or infinite; check the images they come from")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
     w, v = np.linalg.eigh(s_a)
@@ -215,9 +187,13 @@ def parzen_log_likelihoods(centres, x, sigmas, batch_size=500):
     per batch of x, ||x||^2 + ||mu||^2 - 2 x.mu, shared by all sigmas; the log-mean-exp is
     torch.logsumexp(.) - log n (max-shifted, stable). centres: (n, d...), x: (N, d...) ->
     float64 tensor (N, len(sigmas))."""
+    check_pixels(centres, "parzen centres")
+    check_pixels(x, "parzen points")
+    sig = torch.as_tensor(np.asarray(sigmas, dtype=float).reshape(-1))
+    if len(sig) == 0 or not (sig > 0).all():
+        raise ValueError(f"sigmas must be positive kernel widths, got {sig.tolist()}")
     mu = torch.as_tensor(centres).reshape(len(centres), -1).double().cpu()
     x = torch.as_tensor(x).reshape(len(x), -1).double().cpu()
-    sig = torch.as_tensor(np.asarray(sigmas, dtype=float).reshape(-1))
     n, d = mu.shape
     mu_sq = (mu ** 2).sum(1)
     out = []

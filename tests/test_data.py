@@ -1,7 +1,9 @@
 """gan_utils.data: toy samplers, minibatches and the offline-safe image loader."""
 import gzip
+import hashlib
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,12 @@ import torch
 import gan_utils as gu
 from gan_utils import data as gdata
 
-SHARED_MNIST = gu.data_root() / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"   # as conftest.py finds it
+MNIST_FULL, MNIST_TEST_ONLY = SHARED / "mnist-full", SHARED / "data"
+needs_full = pytest.mark.skipif(not (MNIST_FULL / "MNIST" / "raw").is_dir(),
+                                reason=f"all of MNIST is not at {MNIST_FULL}")
+needs_test_only = pytest.mark.skipif(not (MNIST_TEST_ONLY / "MNIST" / "raw").is_dir(),
+                                     reason=f"the offline MNIST test split is not at {MNIST_TEST_ONLY}")
 
 
 def write_idx(path, array):
@@ -22,14 +29,28 @@ def write_idx(path, array):
         f.write(header + array.tobytes())
 
 
+def register_md5(monkeypatch, *paths):
+    """Make the generated fixture files the 'published' MNIST files (md5 of the decompressed bytes)."""
+    for path in paths:
+        raw = gzip.open(path).read() if str(path).endswith(".gz") else Path(path).read_bytes()
+        monkeypatch.setitem(gdata.MNIST_MD5, Path(path).name.removesuffix(".gz"), hashlib.md5(raw).hexdigest())
+
+
+def fake_split(raw, prefix, images, labels, monkeypatch, gz=False):
+    """Write one split of a fake MNIST into raw/ and register its md5s. Returns the two paths."""
+    raw.mkdir(parents=True, exist_ok=True)
+    paths = [raw / f"{prefix}-{kind}-ubyte{'.gz' if gz else ''}" for kind in ("images-idx3", "labels-idx1")]
+    write_idx(paths[0], images)
+    write_idx(paths[1], labels)
+    register_md5(monkeypatch, *paths)
+    return paths
+
+
 @pytest.fixture
-def tiny_mnist(tmp_path):
+def tiny_mnist(tmp_path, monkeypatch):
     """A fake MNIST test split (20 images) in <tmp>/MNIST/raw, decompressed like torchvision's."""
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    write_idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28)))
-    write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(20) % 10)
+    fake_split(tmp_path / "MNIST" / "raw", "t10k", rng.integers(0, 256, (20, 28, 28)), np.arange(20) % 10, monkeypatch)
     return tmp_path
 
 
@@ -134,13 +155,132 @@ def test_download_has_a_time_limit(tmp_path, monkeypatch):
     assert seen["timeout"] == gdata.DOWNLOAD_TIMEOUT_S and socket.getdefaulttimeout() is None
 
 
-def test_corrupted_gz_fails_its_md5_check(tmp_path):
+def test_any_gzip_of_the_right_data_is_accepted_and_wrong_bytes_are_not(tmp_path, monkeypatch):
+    """One rule for .gz and plain files: the md5 of the DECOMPRESSED bytes."""
+    rng = np.random.default_rng(1)
+    images, labels = rng.integers(0, 256, (5, 28, 28)), np.arange(5)
+    plain = fake_split(tmp_path / "plain" / "MNIST" / "raw", "t10k", images, labels, monkeypatch)
+    raw = tmp_path / "gz" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for path in plain:  # another gzip wrapper: other compression level, file name and time stamp
+        with open(raw / (path.name + ".gz"), "wb") as f, gzip.GzipFile("x", "wb", 1, f, mtime=1) as g:
+            g.write(path.read_bytes())
+    x, y, _ = gu.load_images("mnist", train=False, root=tmp_path / "gz", download=False)
+    assert torch.equal((x[:, 0] * 255).round().byte(), torch.from_numpy(images.astype(np.uint8)))
+    bad = bytearray(plain[0].read_bytes())
+    bad[1000] ^= 1
+    plain[0].write_bytes(bytes(bad))  # a plain file is checked too
+    with pytest.raises(ValueError) as err:
+        gu.load_images("mnist", train=False, root=tmp_path / "plain", download=False)
+    message = str(err.value)
+    assert str(plain[0]) in message and gdata.MNIST_MD5["t10k-images-idx3-ubyte"] in message
+    assert "GAN_DATA_DIR" in message and "Keep it" in message and "delete" not in message.lower()
+
+
+@needs_full
+def test_swapped_real_mnist_files_are_named(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((2, 28, 28)))
-    write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.zeros(2))
-    with pytest.raises(ValueError, match="md5"):
+    src = MNIST_FULL / "MNIST" / "raw"
+    os.symlink(src / "t10k-labels-idx1-ubyte.gz", raw / "t10k-images-idx3-ubyte.gz")
+    os.symlink(src / "t10k-images-idx3-ubyte.gz", raw / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(ValueError, match="it holds t10k-labels-idx1-ubyte .files swapped or renamed") as err:
         gu.load_images("mnist", train=False, root=tmp_path, download=False)
+    assert str(raw / "t10k-images-idx3-ubyte.gz") in str(err.value)
+
+
+def test_truncated_gz_names_the_file_and_the_cause(tmp_path, monkeypatch):
+    paths = fake_split(tmp_path / "MNIST" / "raw", "t10k", np.zeros((50, 28, 28)), np.zeros(50), monkeypatch, gz=True)
+    paths[0].write_bytes(paths[0].read_bytes()[:-30])
+    with pytest.raises(ValueError, match="EOFError|corrupt") as err:
+        gu.load_images("mnist", train=False, root=tmp_path, download=False)
+    assert str(paths[0]) in str(err.value) and "delete" not in str(err.value).lower()
+
+
+@pytest.mark.parametrize("mangle", ["truncate", "garbage"])
+def test_corrupt_fashion_mnist_gz_names_the_file_and_cause(tmp_path, mangle):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((50, 28, 28)))
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.zeros(50))
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:40] if mangle == "truncate" else b"\x1f\x8b" + bytes(100))
+    with pytest.raises(ValueError) as err:
+        gu.load_images("fashion_mnist", train=False, root=tmp_path, download=False)
+    assert str(gz) in str(err.value) and ("EOFError" in str(err.value) or "BadGzipFile" in str(err.value))
+
+
+@pytest.mark.parametrize("case, match", [
+    ("swapped", "swapped"), ("flat", r"\(20, 784\)"), ("14x14", r"\(20, 14, 14\)"), ("label 10", "0-9")])
+def test_idx_loader_checks_what_it_loaded(tmp_path, monkeypatch, case, match):
+    images, labels = np.zeros((20, 28, 28)), np.arange(20) % 10
+    if case == "swapped":
+        images, labels = labels, images
+    elif case == "flat":
+        images = images.reshape(20, 784)
+    elif case == "14x14":
+        images = np.zeros((20, 14, 14))
+    else:
+        labels = labels + 1
+    paths = fake_split(tmp_path / "MNIST" / "raw", "t10k", images, labels, monkeypatch)
+    with pytest.raises(ValueError, match=match) as err:
+        gu.load_images("mnist", train=False, root=tmp_path, download=False)
+    assert str(paths[0]) in str(err.value) or str(paths[1]) in str(err.value)
+
+
+def test_broken_idx_headers_name_the_file(tmp_path):
+    write_idx(tmp_path / "good", np.zeros((4, 28, 28)))
+    good = (tmp_path / "good").read_bytes()
+    for cut in range(16):  # a header cut anywhere inside its first 16 bytes
+        (tmp_path / "cut").write_bytes(good[:cut])
+        with pytest.raises(ValueError, match=str(tmp_path / "cut")):
+            gu.read_idx(tmp_path / "cut")
+    (tmp_path / "ndim0").write_bytes(bytes([0, 0, 8, 0]) + bytes(10))
+    with pytest.raises(ValueError, match="ndim 0") as err:
+        gu.read_idx(tmp_path / "ndim0")
+    assert str(tmp_path / "ndim0") in str(err.value)
+
+
+@pytest.mark.parametrize("limit", [-1, 0, 2.5, True])
+def test_limit_must_be_a_positive_count(tiny_mnist, limit):
+    with pytest.raises(ValueError, match="limit must be a positive number"):
+        gu.load_images("mnist", train=False, root=tiny_mnist, limit=limit, download=False)
+
+
+def test_a_failed_or_bad_download_leaves_nothing_behind(tmp_path, monkeypatch):
+    """torchvision writes into a temporary folder; only verified files are renamed into raw/."""
+    import torchvision
+    raw = tmp_path / "MNIST" / "raw"
+    payload = {}
+
+    class PartialMNIST:  # writes half a file, then the connection drops
+        def __init__(self, root, train, download):
+            d = Path(root) / "MNIST" / "raw"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "t10k-images-idx3-ubyte.gz").write_bytes(payload["images"][:100])
+            raise OSError("connection reset (simulated)")
+
+    class GoodMNIST:
+        def __init__(self, root, train, download):
+            d = Path(root) / "MNIST" / "raw"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "t10k-images-idx3-ubyte.gz").write_bytes(payload["images"])
+            (d / "t10k-labels-idx1-ubyte.gz").write_bytes(payload["labels"])
+
+    src = fake_split(tmp_path / "src", "t10k", np.full((30, 28, 28), 7), np.arange(30) % 10, monkeypatch, gz=True)
+    payload["images"], payload["labels"] = src[0].read_bytes(), src[1].read_bytes()
+    monkeypatch.setattr(torchvision.datasets, "MNIST", PartialMNIST)
+    with pytest.raises(FileNotFoundError, match="connection reset"):
+        gu.load_images("mnist", train=False, root=tmp_path)
+    assert sorted(p.name for p in raw.iterdir()) == []  # no partial file, no leftover temporary folder
+    monkeypatch.setitem(gdata.MNIST_MD5, "t10k-labels-idx1-ubyte", "0" * 32)  # a download with wrong bytes
+    monkeypatch.setattr(torchvision.datasets, "MNIST", GoodMNIST)
+    with pytest.raises(FileNotFoundError, match="0{32}"):
+        gu.load_images("mnist", train=False, root=tmp_path)
+    assert sorted(p.name for p in raw.iterdir()) == []
+    register_md5(monkeypatch, src[1])
+    x, _, _ = gu.load_images("mnist", train=False, root=tmp_path)  # a later download still works
+    assert len(x) == 30 and sorted(p.name for p in raw.iterdir()) == [p.name for p in src]
 
 
 def test_data_root_order(monkeypatch, tmp_path):
@@ -149,14 +289,51 @@ def test_data_root_order(monkeypatch, tmp_path):
     assert gu.data_root("elsewhere") == gdata.Path("elsewhere")
     monkeypatch.delenv("GAN_DATA_DIR")
     assert gu.data_root() == gdata.REPO_DATA_DIR
+    assert (gdata.REPO_DATA_DIR.parent / "pyproject.toml").is_file()  # this checkout
+    monkeypatch.setattr(gdata, "CHECKOUT_DIR", tmp_path / "site-packages")  # an installed package
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert gu.data_root() == gu.user_cache_dir() == tmp_path / "xdg" / "gan-course"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert gu.data_root() == tmp_path / "home" / ".cache" / "gan-course"
 
 
-@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="the offline MNIST test split is not in the data root")
+def test_gan_data_dir_that_is_missing_or_empty_says_what_and_where(monkeypatch, tmp_path):
+    monkeypatch.setattr(gdata, "_download", no_network)
+    monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path / "typo"))
+    with pytest.raises(FileNotFoundError) as err:
+        gu.load_images("mnist", train=False)
+    assert f"GAN_DATA_DIR={tmp_path / 'typo'} is not a folder" in str(err.value)
+    assert "MNIST/raw/t10k-images-idx3-ubyte" in str(err.value)
+    assert not (tmp_path / "typo").exists()  # not created by a download attempt
+    monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        gu.load_images("mnist", train=False)
+    assert str(tmp_path / "MNIST" / "raw") in str(err.value) and f"GAN_DATA_DIR={tmp_path}" in str(err.value)
+    assert "t10k-images-idx3-ubyte" in str(err.value)
+
+
+@needs_full
+def test_full_mnist_root_loads_both_splits_md5_checked():
+    """../shared/mnist-full: its training .gz wrapper differs from the official download (their
+    .gz md5s differ) but the decompressed bytes are MNIST's, so the loader accepts them."""
+    from torchvision.datasets.utils import calculate_md5
+    gz = MNIST_FULL / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    assert calculate_md5(str(gz)) != "f68b3c2dcbeaaa9fbdd348bbdeb94873"  # torchvision's md5 of the official .gz
+    x, y, info = gu.load_images("mnist", train=True, root=MNIST_FULL, download=False)
+    assert x.shape == (60000, 1, 28, 28) and info["split"] == "train"
+    assert torch.bincount(y).tolist()[:3] == [5923, 6742, 5958]  # MNIST's training label counts
+    s = gu.mnist_split(root=MNIST_FULL, download=False)
+    assert s["protocol"] == "paper" and [len(s[f"x_{k}"]) for k in ("train", "valid", "test")] == [50000, 1000, 10000]
+    assert torch.equal(s["x_valid"], x[50000:51000]) and torch.equal(s["y_train"], y[:50000])
+
+
+@needs_test_only
 def test_real_mnist_test_split_loads_offline(monkeypatch):
     """The known trap: torchvision insists on all four files; the loader needs only two."""
     monkeypatch.setattr(gdata, "_download", no_network)
     with pytest.warns(UserWarning, match="TEST split"):
-        x, y, info = gu.load_images("mnist", train=True)
+        x, y, info = gu.load_images("mnist", train=True, root=MNIST_TEST_ONLY)
     assert x.shape == (10000, 1, 28, 28) and info["split"] == "test"
     assert sorted(y.unique().tolist()) == list(range(10))
     assert abs(x.mean().item() - 0.1325) < 0.005   # MNIST's well-known mean intensity

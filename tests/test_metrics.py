@@ -38,3 +38,33 @@ def test_mode_metrics_counts_covered_modes_and_quality():
     spread = torch.randn(2500, 2) * 3
     assert gu.mode_metrics(spread, centers, std=0.02)["high_quality"] < 0.05
     assert gu.mode_metrics(gu.sample_ring(2500), centers, 0.02)["modes_covered"] == 8
+
+
+def test_ks_statistic_pinned_on_a_sample_worked_out_by_hand(device, monkeypatch):
+    """x = 1 + 2 * (-1, 0, 2) against N(1, 2^2): u = Phi(-1), Phi(0), Phi(2) = 0.158655, 0.5, 0.977250;
+    D+ = max(1/3 - 0.158655, 2/3 - 0.5, 1 - 0.977250) = 0.174679,
+    D- = max(0.158655 - 0, 0.5 - 1/3, 0.977250 - 2/3) = 0.310583, so D = Phi(2) - 2/3."""
+    x = torch.tensor([[5.0], [-1.0], [1.0]], device=device)  # unsorted, on the test's device
+    assert gu.ks_to_gaussian(x, 1.0, 2.0) == pytest.approx(0.310583, abs=1e-6)
+    from scipy import stats
+
+    def old_scipy_kstest(*args, **kwargs):  # what kstest(x, "norm", args=...) raised on one scipy release
+        raise TypeError("ndtr() takes from 1 to 2 positional arguments but 3 were given")
+
+    monkeypatch.setattr(stats, "kstest", old_scipy_kstest)
+    assert gu.ks_to_gaussian(x, 1.0, 2.0) == pytest.approx(0.310583, abs=1e-6)
+    assert gu.ks_to_gaussian([0.0], 0.0, 1.0) == pytest.approx(0.5)  # one sample at the median
+    with pytest.raises(ValueError, match="sigma > 0"):
+        gu.ks_to_gaussian(x, 1.0, 0.0)
+
+
+def test_toy_metrics_take_tensors_on_any_device(device):
+    gu.seed_everything(0)
+    x = gu.sample_gaussian_1d(2000, 4.0, 1.25, device=device)
+    assert x.device.type == device
+    assert gu.w1_to_gaussian(x, 4.0, 1.25) < 0.1 and gu.ks_to_gaussian(x, 4.0, 1.25) < 0.05
+    assert gu.wasserstein_1d(x, x + 1) == pytest.approx(1.0)
+    p = gu.sample_line_2d(500, 0.5, 1.0, device=device)
+    assert gu.fraction_near_line(p, 0.5, 1.0) == 1.0 and gu.line_coverage(p, 0.5, 1.0, (-2, 2)) == 1.0
+    ring = gu.sample_ring(2500, device=device)
+    assert gu.mode_metrics(ring, gu.ring_centers(8).to(device), 0.02)["modes_covered"] == 8
