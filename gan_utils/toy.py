@@ -11,8 +11,6 @@ to a line *segment* (`segment_distances`), not to the infinite line.
                                    steps=3000, batch=1024, z_eval=torch.randn(5000, 4),
                                    metrics=lambda fake: toy.gaussian_metrics(fake, 4, 1.25))
 """
-import math
-
 import numpy as np
 import torch
 
@@ -110,14 +108,10 @@ def segment_metrics(fake, slope, intercept, x_range, tol=0.1):
             "coverage": line_coverage(fake, slope, intercept, x_range, tol=tol)}
 
 
-def segment_length(slope, x_range):
-    """Length of the segment y = slope x + b over x_range."""
-    return (x_range[1] - x_range[0]) * math.hypot(1.0, slope)
-
-
 def run_summary(start, device):
     """One line for a notebook's last cell: the profile, the seconds since `start`
-    (a time.perf_counter() value), and the hardware that made the stored outputs."""
+    (a time.perf_counter() value), and the hardware that made the stored outputs (with the
+    1-minute load average: a busy machine explains a slow run)."""
     import os
     import platform
     import time
@@ -133,5 +127,6 @@ def run_summary(start, device):
             with open("/proc/cpuinfo") as f:
                 cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
         hardware = f"{os.cpu_count()} CPU cores, {cpu}, {torch.get_num_threads()} torch thread(s)"
-    return (f"profile {get_profile()}: {time.perf_counter() - start:.0f} s on {device} ({hardware}), "
+    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    return (f"profile {get_profile()}: {time.perf_counter() - start:.0f} s on {device} ({hardware}{load}), "
             f"torch {torch.__version__}")

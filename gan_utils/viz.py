@@ -11,27 +11,42 @@ from scipy.stats import gaussian_kde
 from torchvision.utils import make_grid
 
 
-# Readable when a slide is projected. At 80 dpi a point is 80/72 px, so 16 pt tick labels are
-# about 18 px tall in the notebook and on a 960x700 reveal.js slide, as long as a figure is at most
-# 11 inches (880 px) wide and so is not shrunk to fit: use FIGURE_WIDTH, and 1 or 2 panels a row.
+# Readable when a slide is projected. At 80 dpi a point is 80/72 px, so 18 pt tick and axis labels
+# are 20 px tall in the notebook; reveal.js scales a whole 960x700 slide down a little in a 960x700
+# window (to about 0.76 in headless Chromium), which leaves them at 15 px or more. That holds while a
+# figure is at most 11 inches (880 px) wide and so is not shrunk to fit: use FIGURE_WIDTH, and 1 or
+# 2 panels a row.
 FIGURE_WIDTH = 11.0
 COURSE_STYLE = {
     "figure.dpi": 80, "savefig.dpi": 80, "figure.figsize": (FIGURE_WIDTH, 4.5),
-    "font.size": 16, "axes.titlesize": 17, "axes.labelsize": 16, "xtick.labelsize": 16,
-    "ytick.labelsize": 16, "legend.fontsize": 14, "legend.framealpha": 0.85, "lines.linewidth": 2,
-    "axes.grid": True, "grid.alpha": 0.3
+    "font.size": 18, "axes.titlesize": 19, "axes.labelsize": 18, "xtick.labelsize": 18,
+    "ytick.labelsize": 18, "legend.fontsize": 16, "legend.framealpha": 0.85, "lines.linewidth": 2,
+    "axes.grid": True, "grid.alpha": 0.3,
 }
 
 
-def show_source(*objects):
+def show_source(*objects, docstrings=True):
     """The source code of functions or classes as one syntax-highlighted Markdown block, for a
-    notebook to show the real code it runs (``show_source(gu.d_step)``). Returns an IPython
-    `Markdown` object, which Jupyter and nbconvert's slides render."""
+    notebook to show the real code it runs (``show_source(gu.d_step)``). docstrings=False leaves
+    out each function's docstring (shorter, for a slide; `help()` still shows it). Returns an
+    IPython `Markdown` object, which Jupyter and nbconvert's slides render."""
+    import ast
     import inspect
+    import textwrap
 
     from IPython.display import Markdown
 
-    code = "\n\n".join(inspect.getsource(o).rstrip() for o in objects)
+    parts = []
+    for obj in objects:
+        lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
+        if not docstrings:
+            body = ast.parse("\n".join(lines)).body[0].body
+            first = body[0] if body else None
+            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                    and isinstance(first.value.value, str):
+                del lines[first.lineno - 1:first.end_lineno]
+        parts.append("\n".join(lines).rstrip())
+    code = "\n\n".join(parts)
     return Markdown(f"```python\n{code}\n```")
 
 
@@ -140,8 +155,9 @@ def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bin
         cut = np.flatnonzero(p_g > top)
         centres = (edges[cut] + edges[cut + 1]) / 2
         ax.plot(centres, np.full(len(cut), top), "v", color="tab:green", ms=9, clip_on=False)
-        ax.annotate(f"p_g peak {p_g.max():.1f} (cut)", (centres[np.argmax(p_g[cut])], top), xytext=(6, -4),
-                    textcoords="offset points", ha="left", va="top", color="tab:green", fontsize="small")
+        ax.annotate(f"p_g peak {p_g.max():.1f} (cut)", (centres[np.argmax(p_g[cut])], top), xytext=(8, -6),
+                    textcoords="offset points", ha="left", va="top", color="tab:green", fontsize="small",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set(xlabel="x", ylabel="density, D(x)", title=title)
     return ax
 
@@ -283,7 +299,6 @@ def plot_generator_losses(axes=None, d_min=1e-3):
     axes[1].set(xlabel="D(G(z))", ylabel="|dL/dl|  (l = D's logit)", title="Size of G's gradient")
     for ax in axes:
         ax.axvspan(0, 0.1, color="gray", alpha=0.15)
-    axes[0].legend(fontsize="small")
-    axes[1].legend(fontsize="small", loc="center right")
-    axes[1].annotate("shaded: early training,\nD rejects the fakes", xy=(0.12, 0.55), fontsize="small")
+    axes[0].legend(fontsize="small", loc="lower left")          # the same colours in both panels
+    axes[1].annotate("shaded: early training,\nD rejects the fakes", xy=(0.13, 0.83), fontsize="small")
     return axes
