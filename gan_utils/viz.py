@@ -11,11 +11,58 @@ from scipy.stats import gaussian_kde
 from torchvision.utils import make_grid
 
 
-COURSE_STYLE = {  # readable when a slide is projected: large labels, a light grid, small files
-    "figure.dpi": 80, "savefig.dpi": 80, "font.size": 14, "axes.titlesize": 15, "axes.labelsize": 14,
-    "xtick.labelsize": 13, "ytick.labelsize": 13, "legend.fontsize": 12, "axes.grid": True,
-    "grid.alpha": 0.3,
+# Readable when a slide is projected. At 80 dpi a point is 80/72 px, so 18 pt tick and axis labels
+# are 20 px tall in the notebook; reveal.js scales a whole 960x700 slide down a little in a 960x700
+# window (to about 0.76 in headless Chromium), which leaves them at 15 px or more. That holds while a
+# figure is at most 11 inches (880 px) wide and so is not shrunk to fit: use FIGURE_WIDTH, and 1 or
+# 2 panels a row.
+FIGURE_WIDTH = 11.0
+COURSE_STYLE = {
+    "figure.dpi": 80, "savefig.dpi": 80, "figure.figsize": (FIGURE_WIDTH, 4.5),
+    "font.size": 18, "axes.titlesize": 19, "axes.labelsize": 18, "xtick.labelsize": 18,
+    "ytick.labelsize": 18, "legend.fontsize": 16, "legend.framealpha": 0.85, "lines.linewidth": 2,
+    "axes.grid": True, "grid.alpha": 0.3,
 }
+
+
+def show_source(*objects, docstrings=True):
+    """The source code of functions or classes as one syntax-highlighted Markdown block, for a
+    notebook to show the real code it runs (``show_source(gu.d_step)``). docstrings=False leaves
+    out each function's docstring (shorter, for a slide; `help()` still shows it). Returns an
+    IPython `Markdown` object, which Jupyter and nbconvert's slides render."""
+    import ast
+    import inspect
+    import textwrap
+
+    from IPython.display import Markdown
+
+    parts = []
+    for obj in objects:
+        lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
+        if not docstrings:
+            body = ast.parse("\n".join(lines)).body[0].body
+            first = body[0] if body else None
+            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                    and isinstance(first.value.value, str):
+                del lines[first.lineno - 1:first.end_lineno]
+        parts.append("\n".join(lines).rstrip())
+    code = "\n\n".join(parts)
+    return Markdown(f"```python\n{code}\n```")
+
+
+def interact_manual(function, **controls):
+    """Controls for `function` with a Run button (ipywidgets' `interact_manual`): nothing runs
+    until it is pressed, so a notebook with controls also runs headless. controls use ipywidgets'
+    abbreviations: (min, max, step) for a slider, a list for a menu; the initial values are
+    the function's defaults. Without ipywidgets, prints how to get it (or to call the function
+    directly) instead of failing, and returns None."""
+    try:
+        import ipywidgets
+    except ImportError:
+        print(f"The controls need ipywidgets (pip install ipywidgets). Without it, call "
+              f"{function.__name__}(...) yourself with the settings you want.")
+        return None
+    return ipywidgets.interact_manual(function, **controls)
 
 
 def use_course_style():
@@ -82,10 +129,12 @@ def _d_prob(D, x, critic=False):
     return (out if critic else torch.sigmoid(out)).squeeze(1).cpu().numpy()
 
 
-def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bins=60):
+def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bins=60, ymax=1.05):
     """Figure 1 of Goodfellow et al. 2014: data density (black dots), generator density (green,
     a histogram of `fake`), D(x) (blue dashes), and optionally D*(x) = p_data / (p_data + p_g)
-    with p_g from a kernel density estimate (red). x_grid: (m,) tensor; data_pdf: (m,) densities; fake: (n, 1)."""
+    with p_g from a kernel density estimate (red). x_grid: (m,) tensor; data_pdf: (m,) densities; fake: (n, 1).
+    The y axis stops at `ymax` (at least the top of p_data), where D(x) is readable; histogram bars
+    taller than that are cut, marked with a triangle and labelled with their true height."""
     ax = _ax(ax)
     x = x_grid.cpu().numpy()
     p_data = np.asarray(data_pdf)
@@ -100,14 +149,24 @@ def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bin
         with np.errstate(invalid="ignore", divide="ignore"):
             d_star = np.where(p_data + p_g_on_grid > 1e-3, p_data / (p_data + p_g_on_grid), np.nan)
         ax.plot(x, d_star, color="tab:red", lw=1.5, alpha=0.8, label="D*(x)")
-    ax.set_ylim(0, max(1.05, p_data.max() * 1.1))
-    ax.set(xlabel="x", title=title)
+    top = max(ymax, p_data.max() * 1.1)
+    ax.set_ylim(0, top)
+    if p_g.max() > top:  # a spike (G's samples piled up): say how tall it really is
+        cut = np.flatnonzero(p_g > top)
+        centres = (edges[cut] + edges[cut + 1]) / 2
+        ax.plot(centres, np.full(len(cut), top), "v", color="tab:green", ms=9, clip_on=False)
+        ax.annotate(f"p_g peak {p_g.max():.1f} (cut)", (centres[np.argmax(p_g[cut])], top), xytext=(8, -6),
+                    textcoords="offset points", ha="left", va="top", color="tab:green", fontsize="small",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+    ax.set(xlabel="x", ylabel="density, D(x)", title=title)
     return ax
 
 
-def plot_2d(ax, real, fake, D=None, xlim=(-3, 3), ylim=(-3, 3), title=None, critic=False, res=120):
+def plot_2d(ax, real, fake, D=None, xlim=(-3, 3), ylim=(-3, 3), title=None, critic=False, res=120,
+            colorbar=True, legend=True):
     """Real (black) and generated (orange) points over D's output as a heat map (blue: D thinks
-    'fake', red: 'real'). real, fake: (n, 2)."""
+    'fake', red: 'real'). real, fake: (n, 2). colorbar=False leaves the colour bar to the caller
+    (one for a row of panels: ``fig.colorbar(ax.images[0], ax=axes)``)."""
     ax = _ax(ax, figsize=(5, 5))
     if D is not None:
         xs, ys = np.linspace(*xlim, res), np.linspace(*ylim, res)
@@ -115,12 +174,14 @@ def plot_2d(ax, real, fake, D=None, xlim=(-3, 3), ylim=(-3, 3), title=None, crit
         d = _d_prob(D, grid.to(next(D.parameters()).device), critic).reshape(res, res)
         im = ax.imshow(d, origin="lower", extent=(*xlim, *ylim), cmap="coolwarm", aspect="auto",
                        **({} if critic else {"vmin": 0, "vmax": 1}))
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, label="critic score" if critic else "D(x)")
+        if colorbar:
+            ax.figure.colorbar(im, ax=ax, fraction=0.046, label="critic score" if critic else "D(x)")
     r, f = real.detach().cpu().numpy(), fake.detach().cpu().numpy()
     ax.scatter(r[:, 0], r[:, 1], s=4, c="k", alpha=0.5, label="real")
     ax.scatter(f[:, 0], f[:, 1], s=4, c="tab:orange", alpha=0.6, label="generated")
-    ax.set(xlim=xlim, ylim=ylim, title=title)
-    ax.legend(loc="upper left", markerscale=3)
+    ax.set(xlim=xlim, ylim=ylim, title=title, xlabel="x", ylabel="y")
+    if legend:
+        ax.legend(loc="upper left", markerscale=4)
     return ax
 
 
@@ -191,20 +252,23 @@ class SnapshotCollector:
         return [self.frames[i] for i in idx]
 
 
-def plot_metrics(snapshots, keys, ax=None, labels=None, targets=None, logy=False, title="Metrics"):
+def plot_metrics(snapshots, keys, ax=None, labels=None, targets=None, logy=False, title="Metrics",
+                 ylabel=None, target_labels=None):
     """Metrics of a SnapshotCollector (or a list of frames) against the G step: one line per key.
-    targets: {key: value} draws a dotted line at a goal (e.g. a threshold of an assert)."""
+    targets: {key: value} draws a dotted line at a goal (e.g. a threshold of an assert), with a
+    legend entry from target_labels (default 'goal for <label>'); ylabel: the y axis label."""
     ax = _ax(ax)
     frames = snapshots.frames if hasattr(snapshots, "frames") else snapshots
     steps = [f["step"] for f in frames]
-    labels = labels or {}
+    labels, target_labels = labels or {}, target_labels or {}
     for key in keys:
         line, = ax.plot(steps, [f[key] for f in frames], marker=".", label=labels.get(key, key))
         if targets and key in targets:
-            ax.axhline(targets[key], color=line.get_color(), ls=":", lw=1)
+            ax.axhline(targets[key], color=line.get_color(), ls=":", lw=1.5,
+                       label=target_labels.get(key, f"goal for {labels.get(key, key)}"))
     if logy:
         ax.set_yscale("log")
-    ax.set(xlabel="generator step", title=title)
+    ax.set(xlabel="generator step", ylabel=ylabel, title=title)
     ax.legend()
     return ax
 
@@ -218,7 +282,7 @@ def plot_generator_losses(axes=None, d_min=1e-3):
     from .losses import generator_loss_nonsaturating, generator_loss_saturating
 
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(10, 3.5))[1]
+        axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4.2), layout="constrained")[1]
     d = torch.linspace(d_min, 1 - d_min, 400, dtype=torch.float64)
     logits = torch.log(d / (1 - d)).view(-1, 1).requires_grad_(True)
     curves = {}
@@ -235,7 +299,6 @@ def plot_generator_losses(axes=None, d_min=1e-3):
     axes[1].set(xlabel="D(G(z))", ylabel="|dL/dl|  (l = D's logit)", title="Size of G's gradient")
     for ax in axes:
         ax.axvspan(0, 0.1, color="gray", alpha=0.15)
-    axes[0].legend(fontsize=8)
-    axes[1].legend(fontsize=8, loc="center right")
-    axes[1].annotate("shaded: early training,\nD rejects the fakes", xy=(0.12, 0.88), fontsize=8)
+    axes[0].legend(fontsize="small", loc="lower left")          # the same colours in both panels
+    axes[1].annotate("shaded: early training,\nD rejects the fakes", xy=(0.13, 0.83), fontsize="small")
     return axes
