@@ -56,9 +56,24 @@ def mean_line_distance(points, slope, intercept):
     return float(line_distances(points, slope, intercept).mean())
 
 
-def fraction_near_line(points, slope, intercept, tol=0.1):
-    """Fraction of points within `tol` of the line. points: (n, 2)."""
-    return float((line_distances(points, slope, intercept) <= tol).mean())
+def segment_distances(points, slope, intercept, x_range):
+    """Distance of each point to the SEGMENT of y = slope x + intercept with x in x_range:
+    project the point on the line, clamp the projection to the segment's two ends, and measure
+    the distance to that nearest point of the segment. A point beyond an end is as far as it is
+    from that end, not from the infinite line. points: (n, 2) -> (n,) array."""
+    p = _numpy(points)
+    start = np.array([x_range[0], slope * x_range[0] + intercept])
+    end = np.array([x_range[1], slope * x_range[1] + intercept])
+    direction = end - start
+    t = np.clip((p - start) @ direction / (direction @ direction), 0.0, 1.0)  # 0 at start, 1 at end
+    return np.linalg.norm(p - (start + t[:, None] * direction), axis=1)
+
+
+def fraction_near_line(points, slope, intercept, tol=0.1, x_range=None):
+    """Fraction of points within `tol` of the line, or of its segment x in x_range when given
+    (a point beyond an end of the segment is not near it). points: (n, 2)."""
+    d = line_distances(points, slope, intercept) if x_range is None else segment_distances(points, slope, intercept, x_range)
+    return float((d <= tol).mean())
 
 
 def line_coverage(points, slope, intercept, x_range, bins=20, tol=0.1):

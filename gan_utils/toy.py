@@ -16,7 +16,7 @@ import torch
 
 from .data import ToyBatches, make_noise
 from .losses import get_losses
-from .metrics import ks_to_gaussian, line_coverage, w1_to_gaussian
+from .metrics import ks_to_gaussian, line_coverage, segment_distances, w1_to_gaussian
 from .models import MLPDiscriminator, MLPGenerator
 from .train import make_optimizer, train_gan
 from .utils import seed_everything
@@ -79,19 +79,6 @@ def log_step(history, step, loss_d, loss_g, real_out, fake_out):
 def gaussian_metrics(fake, mu, sigma):
     """Lesson 01's distances of G's samples (n, 1) to N(mu, sigma^2): {'w1', 'ks'}."""
     return {"w1": w1_to_gaussian(fake, mu, sigma), "ks": ks_to_gaussian(fake, mu, sigma)}
-
-
-def segment_distances(points, slope, intercept, x_range):
-    """Distance of each point to the SEGMENT of y = slope x + intercept with x in x_range:
-    project the point on the line, clamp the projection to the segment's two ends, and measure
-    the distance to that nearest point of the segment. A point beyond an end is as far as it is
-    from that end, not from the infinite line. points: (n, 2) -> (n,) array."""
-    p = points.detach().cpu().double().numpy() if torch.is_tensor(points) else np.asarray(points, float)
-    start = np.array([x_range[0], slope * x_range[0] + intercept])
-    end = np.array([x_range[1], slope * x_range[1] + intercept])
-    direction = end - start
-    t = np.clip((p - start) @ direction / (direction @ direction), 0.0, 1.0)  # 0 at start, 1 at end
-    return np.linalg.norm(p - (start + t[:, None] * direction), axis=1)
 
 
 def fraction_near_segment(points, slope, intercept, x_range, tol=0.1):

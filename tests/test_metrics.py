@@ -68,3 +68,11 @@ def test_toy_metrics_take_tensors_on_any_device(device):
     assert gu.fraction_near_line(p, 0.5, 1.0) == 1.0 and gu.line_coverage(p, 0.5, 1.0, (-2, 2)) == 1.0
     ring = gu.sample_ring(2500, device=device)
     assert gu.mode_metrics(ring, gu.ring_centers(8).to(device), 0.02)["modes_covered"] == 8
+
+
+def test_fraction_near_line_with_x_range_measures_distance_to_the_segment():
+    """(4, 3) lies on the line y = x/2 + 1 but beyond the segment's end (2, 2): sqrt(5) away."""
+    p = torch.tensor([[4.0, 3.0], [0.0, 1.0]])
+    assert gu.fraction_near_line(p, 0.5, 1.0) == 1.0
+    assert gu.fraction_near_line(p, 0.5, 1.0, x_range=(-2.0, 2.0)) == 0.5
+    assert abs(gu.segment_distances(p, 0.5, 1.0, (-2.0, 2.0))[0] - 5 ** 0.5) < 1e-9
