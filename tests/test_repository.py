@@ -41,3 +41,11 @@ def test_no_machine_paths_in_docs():
     offenders = [name for name in tracked_files() if name.endswith((".md", ".py", ".sh", ".toml", ".yml"))
                  and name != "tests/test_repository.py" and "/work/" in (ROOT / name).read_text(errors="ignore")]
     assert not offenders, f"machine-specific paths (/work/...) in {offenders}: write $GAN_DATA_DIR instead"
+
+
+def test_package_exports_what_notebooks_import():
+    import gan_utils as gu
+
+    assert all(hasattr(gu, name) for name in gu.__all__)
+    for name in ("train_gan", "d_step", "g_step", "accuracy", "held_out", "mnist_split", "fast_steps", "toy"):
+        assert name in gu.__all__, name
