@@ -9,11 +9,12 @@ from .data import (TensorBatches, ToyBatches, data_root, gaussian_pdf, grid_cent
                    sample_gaussian_1d, sample_grid, sample_line_2d, sample_mixture_2d, sample_noise,
                    sample_ring)
 from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
-                     generator_loss_saturating, get_losses, outputs_loss, wgan_critic_loss, wgan_generator_loss)
-from .metrics import (fraction_near_line, ks_to_gaussian, line_coverage, line_distances,
+                     generator_loss_saturating, get_losses, gradient_penalty, hinge_loss, input_gradient_norms,
+                     outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)
+from .metrics import (fraction_near_line, kl_to_uniform, ks_to_gaussian, line_coverage, line_distances,
                       mean_line_distance, mode_metrics, w1_to_gaussian, wasserstein_1d)
-from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscriminator, MLPDiscriminator,
-                     MLPGenerator, VirtualBatchNorm, dcgan_init)
+from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscriminator, MinibatchDiscrimination,
+                     MLPDiscriminator, MLPGenerator, VirtualBatchNorm, dcgan_init, spectral_normalize)
 from .train import TrainingDiverged, generate, make_optimizer, new_history, train_gan, d_step, g_step
 from .utils import by_profile, get_device, get_profile, seed_everything, setup_notebook
 from .metrics import (PARZEN_SIGMAS, class_histogram, classifier_features, classifier_frechet,
