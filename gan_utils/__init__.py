@@ -1,6 +1,7 @@
 """gan_utils: the small package behind the GAN course notebooks.
 
-One module per concept: data, models, losses, train, checkpoints, metrics, viz, utils.
+One module per concept: data, models, losses, train, checkpoints, metrics, viz, utils,
+dirac (the two-parameter Dirac-GAN), ensemble (many seeds as one batched model).
 Every public name is importable from the package: ``from gan_utils import train_gan``.
 """
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
@@ -8,6 +9,7 @@ from .data import (TensorBatches, ToyBatches, data_root, gaussian_pdf, grid_cent
                    install_debian_fashion_mnist, load_images, make_noise, read_idx, ring_centers,
                    sample_gaussian_1d, sample_grid, sample_line_2d, sample_mixture_2d, sample_noise,
                    sample_ring)
+from .dirac import CONFIGS as DIRAC_CONFIGS, dirac_distances, dirac_gradients, dirac_trajectory, plot_dirac
 from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
                      generator_loss_saturating, get_losses, gradient_penalty, hinge_loss, input_gradient_norms,
                      outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)

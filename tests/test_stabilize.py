@@ -156,3 +156,48 @@ def test_kl_to_uniform_of_the_high_quality_histogram():
     kl = gu.mode_metrics(two, CENTERS, std=0.1)["kl_to_uniform"]
     assert kl == pytest.approx(float((q * np.log(4 * q)).sum())) and math.isfinite(kl)
     assert math.isnan(gu.kl_to_uniform([0, 0, 0]))
+
+
+# ----------------------------------------------------------------------------- Dirac-GAN
+def test_dirac_field_is_the_papers():
+    """At (theta, psi) the GAN's field is (-psi f'(psi theta), theta f'(psi theta)), f'(t) = sigmoid(-t)."""
+    from gan_utils import dirac
+
+    theta, psi = 0.7, -1.3
+    s = 1 / (1 + math.exp(psi * theta))
+    g_t, g_p = dirac.dirac_gradients(theta, psi)
+    assert (g_t, g_p) == (pytest.approx(psi * s, rel=1e-12), pytest.approx(-theta * s, rel=1e-12))
+    g_t, g_p = dirac.dirac_gradients(theta, psi, r1=0.3)
+    assert g_p == pytest.approx(-theta * s + 0.3 * psi, rel=1e-12)
+    g_t, g_p = dirac.dirac_gradients(theta, psi, loss="wgan", gp=0.35)
+    assert (g_t, g_p) == (pytest.approx(psi), pytest.approx(-theta + 0.7 * (abs(psi) - 1) * -1))
+
+
+@pytest.mark.parametrize("name, mode, distance", [
+    ("GAN", "simultaneous", 3.0969),          # diverges: spirals outwards
+    ("NSGAN", "alternating", 0.28392),
+    ("WGAN", "alternating", 1.02412),         # psi sticks to the clip
+    ("WGAN-GP", "simultaneous", 1.80179),
+    ("R1 0.3", "alternating", 2.3009e-07),    # converges
+    ("consensus", "simultaneous", 2.5786e-10),
+])
+def test_dirac_distances_after_500_steps(name, mode, distance):
+    from gan_utils import dirac
+
+    path = dirac.dirac_trajectory(dirac.CONFIGS[name], mode)
+    assert path.shape == (501, 2) and path.dtype == torch.float64
+    assert path[0].tolist() == [1.0, 1.0]
+    assert path[-1].norm().item() == pytest.approx(distance, rel=1e-4)
+
+
+def test_plot_dirac_draws_field_and_trajectory():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from gan_utils import dirac
+
+    fig, ax = plt.subplots()
+    path = dirac.dirac_trajectory(dirac.CONFIGS["NSGAN"], "simultaneous", steps=20)
+    dirac.plot_dirac(dirac.CONFIGS["NSGAN"], path, ax=ax, n=5)
+    assert len(ax.collections) == 1 and len(ax.lines) == 4   # arrows; path, start, end, equilibrium
+    plt.close(fig)
