@@ -10,6 +10,7 @@ from .data import (TensorBatches, ToyBatches, data_root, gaussian_pdf, grid_cent
                    sample_gaussian_1d, sample_grid, sample_line_2d, sample_mixture_2d, sample_noise,
                    sample_ring)
 from .dirac import CONFIGS as DIRAC_CONFIGS, dirac_distances, dirac_gradients, dirac_trajectory, plot_dirac
+from .ensemble import BatchedMLP, mixture_sampler, toy_models, train_seeds, train_toy_seeds
 from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
                      generator_loss_saturating, get_losses, gradient_penalty, hinge_loss, input_gradient_norms,
                      outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)

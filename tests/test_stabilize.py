@@ -201,3 +201,45 @@ def test_plot_dirac_draws_field_and_trajectory():
     dirac.plot_dirac(dirac.CONFIGS["NSGAN"], path, ax=ax, n=5)
     assert len(ax.collections) == 1 and len(ax.lines) == 4   # arrows; path, start, end, equilibrium
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- seed batching
+def test_batched_mlp_matches_its_modules(device):
+    from gan_utils import ensemble
+
+    Gs = [ensemble.toy_models(s, device)[0] for s in (0, 1)]
+    G = ensemble.BatchedMLP(Gs, nn.ReLU())
+    z = torch.randn(2, 5, 2, device=device)
+    out = G(z)
+    assert out.shape == (2, 5, 2)
+    for s in range(2):
+        assert torch.allclose(out[s], Gs[s](z[s]), atol=1e-6)
+    with pytest.raises(ValueError, match="plain MLPs"):
+        ensemble.BatchedMLP([gu.MLPDiscriminator(2, (8,), minibatch_kernels=4)], nn.LeakyReLU(0.2))
+
+
+def test_a_batched_seed_trains_as_the_same_seed_alone(device):
+    from gan_utils import ensemble
+
+    centers, std, steps, batch = gu.ring_centers(8), 0.02, 15, 64
+    Gs, Ds, history = ensemble.train_toy_seeds([3, 5, 7], centers, std, steps, device=device, batch_size=batch)
+    assert history["loss_d"].shape == (steps,)
+    # seed 5 alone, with the course's own d_step and g_step
+    G, D = ensemble.toy_models(5, device)
+    gen = torch.Generator(device=device).manual_seed(5)
+    sample = ensemble.mixture_sampler(centers, std)
+    noise = lambda n: torch.randn(n, 2, generator=gen, device=device)  # noqa: E731
+    opt_g = gu.make_optimizer(G, "adam", 1e-3, betas=(0.5, 0.999))
+    opt_d = gu.make_optimizer(D, "adam", 1e-3, betas=(0.5, 0.999))
+    loss = gu.get_losses("nonsaturating")
+    for _ in range(steps):
+        real = sample(batch, gen)
+        gu.d_step(G, D, opt_d, real, noise, loss)
+        gu.g_step(G, D, opt_g, real, noise, loss)
+    untrained = ensemble.toy_models(5, device)[0]
+    for p_batched, p_alone, p_init in zip(Gs[1].parameters(), G.parameters(), untrained.parameters()):
+        assert not torch.allclose(p_alone, p_init, atol=1e-4)         # it did train
+        assert torch.allclose(p_batched, p_alone, rtol=1e-4, atol=1e-5)
+    for p_batched, p_alone in zip(Ds[1].parameters(), D.parameters()):
+        assert torch.allclose(p_batched, p_alone, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(Gs[0].net[0].weight, Gs[1].net[0].weight)  # seeds 3 and 5 differ
