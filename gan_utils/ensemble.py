@@ -6,7 +6,9 @@ overhead of PyTorch once per seed. Here the S seeds' MLPs are stacked, layer l's
 matrix product (torch.baddbmm) per layer. Adam works elementwise, so one Adam over the stacked
 weights is S independent Adams. Each seed draws its data and noise from its own torch.Generator,
 in the order a lone run draws them, so seed s trained with others gives the same G and D as seed
-s trained alone (up to the rounding of the batched products).
+s trained alone, up to the rounding of the batched products. Over hundreds of steps Adam and the
+game amplify those last bits (a gradient that is a nearly cancelling sum gets an O(1) different
+m / sqrt(v)), and a long batched run then differs from the lone one as another seed would.
 """
 import torch
 from torch import nn

@@ -219,6 +219,8 @@ def test_batched_mlp_matches_its_modules(device):
 
 
 def test_a_batched_seed_trains_as_the_same_seed_alone(device):
+    """Equal up to rounding for a few steps; Adam and the GAN game amplify the last-bit differences
+    of batched products over hundreds of steps, so a long run is compared by its statistics."""
     from gan_utils import ensemble
 
     centers, std, steps, batch = gu.ring_centers(8), 0.02, 15, 64
@@ -239,7 +241,7 @@ def test_a_batched_seed_trains_as_the_same_seed_alone(device):
     untrained = ensemble.toy_models(5, device)[0]
     for p_batched, p_alone, p_init in zip(Gs[1].parameters(), G.parameters(), untrained.parameters()):
         assert not torch.allclose(p_alone, p_init, atol=1e-4)         # it did train
-        assert torch.allclose(p_batched, p_alone, rtol=1e-4, atol=1e-5)
+        assert torch.allclose(p_batched, p_alone, rtol=1e-4, atol=1e-4)  # a tenth of one Adam step
     for p_batched, p_alone in zip(Ds[1].parameters(), D.parameters()):
-        assert torch.allclose(p_batched, p_alone, rtol=1e-4, atol=1e-5)
+        assert torch.allclose(p_batched, p_alone, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(Gs[0].net[0].weight, Gs[1].net[0].weight)  # seeds 3 and 5 differ
