@@ -104,3 +104,59 @@ def get_losses(name="nonsaturating", real_label=1.0):
     if name == "nonsaturating":
         return GANLoss(d_loss, lambda D, fake, real: generator_loss_nonsaturating(D(fake)))
     return GANLoss(d_loss, lambda D, fake, real: feature_matching_loss(D.features(real).detach(), D.features(fake)))
+
+
+# ----------------------------------------------------------------------------- gradient penalties
+def input_gradient_norms(D, x):
+    """||grad_x D(x)||_2 for each example, with a graph so that a loss can be differentiated
+    through it (a penalty on it trains D). D(x) is summed over the batch first: examples do not
+    interact in D (no BatchNorm), so the gradient of the sum is each example's own gradient.
+    x: (N, ...) -> (N,)."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+    return grad.flatten(1).norm(dim=1)
+
+
+def r1_penalty(D, real):
+    """R1 (Mescheder et al. 2018): E_x ||grad_x D(x)||^2 on real data, D's logit. Zero when D is
+    flat on the data, which is where D should be at the equilibrium. real: (N, ...) -> scalar."""
+    return input_gradient_norms(D, real).pow(2).mean()
+
+
+def gradient_penalty(D, real, fake):
+    """WGAN-GP (Gulrajani et al. 2017): E_xhat (||grad D(xhat)|| - 1)^2 on random interpolates
+    xhat = a x + (1 - a) G(z), a ~ U(0, 1) per example: a soft 1-Lipschitz constraint on the
+    critic, where weight clipping was a hard and crude one. real, fake: (N, ...) -> scalar."""
+    a = torch.rand(len(real), *[1] * (real.ndim - 1), device=real.device, dtype=real.dtype)
+    xhat = a * real.detach() + (1 - a) * fake.detach()
+    return (input_gradient_norms(D, xhat) - 1).pow(2).mean()
+
+
+def wgan_gp_loss(lam=10.0):
+    """WGAN-GP as a `GANLoss` (critic): L_C = E f(G(z)) - E f(x) + lam * gradient_penalty,
+    L_G = -E f(G(z)). The critic must not use BatchNorm (the penalty is per example). The
+    reference code uses lam = 10 on images, 0.1 on the 2D toys."""
+    def d_loss(D, real, fake):
+        real_out, fake_out = D(real), D(fake)
+        return wgan_critic_loss(real_out, fake_out) + lam * gradient_penalty(D, real, fake), real_out, fake_out
+    return GANLoss(d_loss, lambda D, fake, real: wgan_generator_loss(D(fake)), critic=True)
+
+
+def r1_loss(gamma=10.0, real_label=1.0):
+    """The non-saturating GAN with R1 as a `GANLoss`: L_D = BCE + gamma / 2 * r1_penalty(D, real),
+    L_G = -E log D(G(z)). Mescheder et al. use gamma = 10 on images, 0.1 on the 2D toys."""
+    def d_loss(D, real, fake):
+        real = real.detach().requires_grad_(True)
+        real_out, fake_out = D(real), D(fake)
+        (grad,) = torch.autograd.grad(real_out.sum(), real, create_graph=True)  # one forward for both
+        penalty = grad.flatten(1).pow(2).sum(1).mean()
+        return discriminator_loss(real_out, fake_out, real_label) + gamma / 2 * penalty, real_out, fake_out
+    return GANLoss(d_loss, lambda D, fake, real: generator_loss_nonsaturating(D(fake)))
+
+
+def hinge_loss():
+    """The hinge loss (Lim & Ye 2017; SAGAN, BigGAN) as a `GANLoss` (critic, unbounded scores):
+    L_D = E relu(1 - D(x)) + E relu(1 + D(G(z))), L_G = -E D(G(z))."""
+    def hinge(real_out, fake_out):
+        return F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
+    return GANLoss(outputs_loss(hinge), lambda D, fake, real: wgan_generator_loss(D(fake)), critic=True)

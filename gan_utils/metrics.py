@@ -91,17 +91,34 @@ def line_coverage(points, slope, intercept, x_range, bins=20, tol=0.1):
 
 
 def mode_metrics(samples, centers, std, min_count=None):
-    """Mode coverage on a mixture of Gaussians (VEEGAN / PacGAN protocol). A sample is 'high
-    quality' if it lies within 3 std of its nearest centre; a mode is covered if at least
-    `min_count` high-quality samples fall on it (default: 20 per 2,500 samples, as in PacGAN).
-    samples: (n, 2), centers: (m, 2). Returns {'modes_covered', 'high_quality'} (a fraction)."""
+    """Mode coverage on a mixture of Gaussians, with the definitions of VEEGAN (Srivastava et al.
+    2017) and PacGAN (Lin et al. 2018). A sample is 'high quality' when it lies within 3 std of
+    its nearest centre; it then belongs to that mode. samples: (n, 2), centers: (m, 2). Returns
+        modes_covered    modes with at least one high-quality sample (VEEGAN, PacGAN)
+        modes_min_count  modes with at least `min_count` high-quality samples (default 20 per
+                         2,500 samples, scaled with n; the course's earlier 'modes covered')
+        high_quality     the fraction of high-quality samples, in [0, 1]
+        kl_to_uniform    KL(q || uniform) in nats, q the histogram of the high-quality samples
+                         over the m modes: 0 when they spread evenly, log m when all sit on one
+                         mode; finite when modes are missing (0 log 0 = 0); nan without any."""
     s, c = _numpy(samples), _numpy(centers)
     d = np.linalg.norm(s[:, None, :] - c[None, :, :], axis=2)
     nearest, dist = d.argmin(1), d.min(1)
     good = dist <= 3 * std
     min_count = max(1, round(20 * len(s) / 2500)) if min_count is None else min_count
     per_mode = np.bincount(nearest[good], minlength=len(c))
-    return {"modes_covered": int((per_mode >= min_count).sum()), "high_quality": float(good.mean())}
+    return {"modes_covered": int((per_mode >= 1).sum()), "modes_min_count": int((per_mode >= min_count).sum()),
+            "high_quality": float(good.mean()), "kl_to_uniform": kl_to_uniform(per_mode)}
+
+
+def kl_to_uniform(counts):
+    """KL(q || uniform) = sum_k q_k log(m q_k) in nats, q = counts / sum(counts) over m bins;
+    empty bins add nothing. counts: (m,) -> float, nan when all counts are 0."""
+    counts = np.asarray(counts, dtype=float)
+    if counts.sum() == 0:
+        return float("nan")
+    q = counts[counts > 0] / counts.sum()
+    return float((q * np.log(len(counts) * q)).sum())
 
 
 # ----------------------------------------------------------------------------- MNIST evaluation

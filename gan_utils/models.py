@@ -97,28 +97,67 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(-1, *self.out_shape)
 
 
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016): lets D compare an example with the rest of
+    its minibatch, so a collapsed G (all samples alike) is easy to spot.
+        M_i = x_i T                       (kernels, kernel_dim) per example, T a learned tensor
+        c_b(x_i, x_j) = exp(-||M_i,b - M_j,b||_1),   o(x_i)_b = sum_j c_b(x_i, x_j)
+    The output is [x_i, o(x_i)]: (N, in_features) -> (N, in_features + kernels). The sum runs over
+    the whole minibatch, x_i included, as in the paper (it adds 1 to every o)."""
+
+    def __init__(self, in_features, kernels=16, kernel_dim=8):
+        super().__init__()
+        self.kernels, self.kernel_dim = kernels, kernel_dim
+        self.T = nn.Parameter(0.1 * torch.randn(in_features, kernels * kernel_dim))
+
+    def forward(self, x):
+        m = (x @ self.T).view(-1, self.kernels, self.kernel_dim)        # (N, B, C)
+        l1 = (m[:, None] - m[None, :]).abs().sum(3)                     # (N, N, B)
+        return torch.cat([x, torch.exp(-l1).sum(1)], dim=1)
+
+
 class MLPDiscriminator(nn.Module):
     """D(x): flatten, blocks of (Linear, LeakyReLU(0.2)) of the given widths, then Linear to one
     logit. Default: the course's MNIST discriminator, widths (512, 256, 128) on 784 pixels.
-    x: (N, in_dim) or (N, C, H, W) with C*H*W = in_dim -> logits (N, 1).
+    It has no BatchNorm and no sigmoid, so it also serves as a WGAN / WGAN-GP critic.
+    minibatch_kernels > 0: a `MinibatchDiscrimination` layer before the last Linear.
+    pack > 1 (PacGAN, Lin et al. 2018): D judges `pack` samples at once, concatenated; the
+    batch is cut into consecutive groups, so N must be a multiple of pack.
+    x: (N, in_dim) or (N, C, H, W) with C*H*W = in_dim -> logits (N // pack, 1).
     """
 
-    def __init__(self, in_dim=784, widths=(512, 256, 128), slope=0.2):
+    def __init__(self, in_dim=784, widths=(512, 256, 128), slope=0.2, minibatch_kernels=0, pack=1):
         super().__init__()
-        self.in_dim = in_dim
-        layers, d = [nn.Flatten()], in_dim
+        self.in_dim, self.pack = in_dim, pack
+        layers, d = [nn.Flatten()], in_dim * pack
         for w in widths:
             layers += [nn.Linear(d, w), nn.LeakyReLU(slope)]
             d = w
-        self.body, self.head = nn.Sequential(*layers), nn.Linear(d, 1)
+        self.body = nn.Sequential(*layers)
+        self.minibatch = MinibatchDiscrimination(d, minibatch_kernels) if minibatch_kernels else nn.Identity()
+        self.head = nn.Linear(d + minibatch_kernels, 1)
 
     def features(self, x):
-        """The last hidden layer, (N, widths[-1])."""
+        """The last hidden layer, (N // pack, widths[-1])."""
         _check_input(x, self.in_dim, "MLPDiscriminator")
-        return self.body(x)
+        if len(x) % self.pack:
+            raise ValueError(f"a packed D (pack={self.pack}) needs a batch size that is a multiple of "
+                             f"{self.pack}, got {len(x)}")
+        return self.body(x.reshape(len(x) // self.pack, self.pack * self.in_dim))
 
     def forward(self, x):
-        return self.head(self.features(x))
+        return self.head(self.minibatch(self.features(x)))
+
+
+def spectral_normalize(model, n_power_iterations=1):
+    """Spectral normalization (Miyato et al. 2018) of every Linear and Conv2d of `model`, in place:
+    W is used as W / sigma(W), sigma the largest singular value, estimated by power iteration
+    (n_power_iterations per forward pass in training mode). Each layer is then 1-Lipschitz, and
+    so is D when its activations are. Returns the model. Example: spectral_normalize(MLPDiscriminator())."""
+    for module in list(model.modules()):
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.utils.parametrizations.spectral_norm(module, n_power_iterations=n_power_iterations)
+    return model
 
 
 class Maxout(nn.Module):
@@ -207,17 +246,21 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """DCGAN discriminator: stride-2 convs (kernel 4) that halve the size, LeakyReLU(0.2),
     BatchNorm on every layer but the first, then one conv over the whole small map to a logit.
+    norm: 'batch', 'layer' (GroupNorm with one group, per example) or None; a WGAN-GP critic
+    needs 'layer' or None, since its penalty treats each example on its own.
     x: (N, channels, image_size, image_size) -> (N, 1)."""
 
-    def __init__(self, channels=1, image_size=28, width=64):
+    def __init__(self, channels=1, image_size=28, width=64, norm="batch"):
         super().__init__()
+        if norm not in ("batch", "layer", None):
+            raise ValueError(f"norm must be 'batch', 'layer' or None, got {norm!r}")
         start, n_down = _dcgan_sizes(image_size)
         self.in_shape = (channels, image_size, image_size)
         layers, c_in, c = [], channels, width
         for i in range(n_down):
             layers.append(nn.Conv2d(c_in, c, 4, 2, 1, bias=False))
-            if i > 0:
-                layers.append(nn.BatchNorm2d(c))
+            if i > 0 and norm is not None:
+                layers.append(nn.BatchNorm2d(c) if norm == "batch" else nn.GroupNorm(1, c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in, c = c, c * 2
         self.body = nn.Sequential(*layers)
