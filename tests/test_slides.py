@@ -81,7 +81,8 @@ MEASURE_JS = """(() => {
 # display equations inside the slide.
 MATH_CHECK_JS = """(() => {
   const s = Reveal.getCurrentSlide(), box = s.getBoundingClientRect();
-  const scripts = [...document.querySelectorAll('script[type^="math/tex"]')];
+  // (reveal copies the current slide into its screen-reader region, .aria-status: not shown)
+  const scripts = [...document.querySelectorAll('.slides script[type^="math/tex"]')];
   const doubled = scripts.filter(sc => {
     const frames = document.querySelectorAll('[id="' + sc.id + '-Frame"]');
     return frames.length !== 1 || frames[0].querySelectorAll(':scope > .mjx-math').length !== 1;
@@ -147,7 +148,7 @@ def decks(tmp_path_factory):
             r = {"html": html, "total": page.js("Reveal.getTotalSlides()"),
                  "expected": expected_slide_count(notebook),
                  "notes_plugin": page.js("Reveal.hasPlugin('notes')"),
-                 "formulas": page.js("document.querySelectorAll('script[type^=\"math/tex\"]').length"),
+                 "formulas": page.js("document.querySelectorAll('.slides script[type^=\"math/tex\"]').length"),
                  "slides": page.js(MEASURE_JS)}
             shots = SHOTS / deck
             shots.mkdir(parents=True, exist_ok=True)
