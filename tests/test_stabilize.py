@@ -121,7 +121,8 @@ def test_critic_variants_have_no_batchnorm(device):
     x = torch.randn(4, 1, 28, 28, device=device)
     assert C(x).shape == C_ln(x).shape == (4, 1)
     # per example: a critic's score of an example does not depend on the rest of the batch
-    assert torch.allclose(C_ln(x)[:1], C_ln(x[:1]), atol=1e-6)
+    # (CUDA runs convolutions in TF32 by default: agreement to 1e-3 there)
+    assert torch.allclose(C_ln(x)[:1], C_ln(x[:1]), atol=1e-6 if device == "cpu" else 1e-3)
     assert gu.wgan_gp_loss(10.0).d_loss(C_ln, x, torch.rand_like(x))[0].isfinite()
 
 
