@@ -134,7 +134,7 @@ class MLPDiscriminator(nn.Module):
             layers += [nn.Linear(d, w), nn.LeakyReLU(slope)]
             d = w
         self.body = nn.Sequential(*layers)
-        self.minibatch = MinibatchDiscrimination(d, minibatch_kernels) if minibatch_kernels else nn.Identity()
+        self.minibatch = MinibatchDiscrimination(d, minibatch_kernels) if minibatch_kernels else None
         self.head = nn.Linear(d + minibatch_kernels, 1)
 
     def features(self, x):
@@ -146,7 +146,8 @@ class MLPDiscriminator(nn.Module):
         return self.body(x.reshape(len(x) // self.pack, self.pack * self.in_dim))
 
     def forward(self, x):
-        return self.head(self.minibatch(self.features(x)))
+        h = self.features(x)
+        return self.head(h if self.minibatch is None else self.minibatch(h))
 
 
 def spectral_normalize(model, n_power_iterations=1):
