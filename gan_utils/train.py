@@ -11,7 +11,7 @@ G step. A "step" in the history is one G step.
 """
 import torch
 
-from .callbacks import (HISTORY_KEYS, Checkpointer, NaNGuard, NonFinite, Recorder, TrainingDiverged,
+from .callbacks import (HISTORY_KEYS, interrupts_deferred, Checkpointer, NaNGuard, NonFinite, Recorder, TrainingDiverged,
                         new_history)
 from .losses import GANLoss, clip_weights, get_losses
 
@@ -167,7 +167,8 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
                 if d_steps < k_at(log.step):
                     continue
                 d_steps = 0
-                log.add(loss_d, g_fn(real), real_out, fake_out)   # (2) G step, after k D steps
+                with interrupts_deferred():                       # a G step and its row go together
+                    log.add(loss_d, g_fn(real), real_out, fake_out)   # (2) G step, after k D steps
                 if log.step % log_every == 0:
                     log.flush()
                 if callback is not None and log.step % callback_every == 0:

@@ -1,5 +1,6 @@
 """Issue 8 (reliability) for the training loop: the divergence guard, bad settings found before
 training, Ctrl-C bookkeeping, and clear errors for the wrong kind of data or learning rate."""
+import os
 import signal
 
 import pytest
@@ -130,6 +131,21 @@ def test_ctrl_c_during_the_history_flush_drops_no_rows():
     lengths = {key: len(values) for key, values in history.items()}
     assert len(set(lengths.values())) == 1, f"ragged history {lengths}"
     assert history["step"] == list(range(1, len(g_steps) + 1)), "every G step has its row"
+
+
+def test_ctrl_c_right_after_a_g_update_keeps_its_row():
+    """Issue 8 item 10: an interrupt between a G step and its history row loses neither."""
+    G, D, data, kw = toy()
+    g_steps = []
+
+    def interrupt_after_update(opt, args, kwargs):
+        g_steps.append(1)
+        if len(g_steps) == 6:
+            os.kill(os.getpid(), signal.SIGINT)     # Python raises it at the next instruction
+
+    kw["opt_g"].register_step_post_hook(interrupt_after_update)
+    history = gu.train_gan(G, D, data, epochs=2, log_every=5, **kw)
+    assert len(g_steps) == 6 and history["step"] == list(range(1, 7)), (len(g_steps), history["step"])
 
 
 def test_a_dataloader_of_pairs_gets_a_clear_error():
