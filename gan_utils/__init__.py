@@ -19,7 +19,7 @@ from .fast import fast_steps
 from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
                      generator_loss_saturating, get_losses, gradient_penalty, hinge_loss, input_gradient_norms,
                      outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)
-from .metrics import (PARZEN_SIGMAS, class_histogram, classifier_features, classifier_frechet, fraction_near_line,
+from .metrics import (PARZEN_SIGMAS, checkerboard_score, class_histogram, classifier_features, classifier_frechet, fraction_near_line,
                       frechet_distance, histogram_metrics, kl_to_uniform, ks_to_gaussian, line_coverage, line_distances,
                       mean_line_distance, mode_metrics, parzen_log_likelihoods, parzen_score, segment_distances,
                       w1_to_gaussian, wasserstein_1d)
@@ -31,7 +31,7 @@ from .viz import (SnapshotCollector, animate, plot_1d, plot_2d, plot_d_outputs, 
                   plot_losses, plot_metrics, save_gif, show_images, use_course_style)
 
 __version__ = "0.2.0"
-__all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "CheckpointError",
+__all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "checkerboard_score", "CheckpointError",
            "class_histogram", "classifier_features", "classifier_frechet", "clip_weights", "d_step",
            "data_root", "dcgan_init", "DCGANDiscriminator", "DCGANGenerator", "DIRAC_CONFIGS",
            "dirac_distances", "dirac_gradients", "dirac_trajectory", "discriminator_loss",

@@ -251,3 +251,43 @@ def parzen_score(centres, valid, test, sigmas=PARZEN_SIGMAS, batch_size=500):
     return {"ll": float(ll.mean()), "se": float(ll.std() / np.sqrt(len(ll))), "sigma": sigma,
             "sigmas": [float(s) for s in sigmas], "valid_ll": valid_ll.tolist(),
             "n_centres": len(centres), "n_test": len(ll)}
+
+
+def checkerboard_score(images, stride):
+    """How much periodic energy an upsampling generator leaves in its images, in dB.
+
+    A generator whose total upsampling factor is `stride` (4 for 7 -> 14 -> 28) repeats its
+    artifacts every `stride` pixels, which puts power at the frequency bins of the grid
+    (u, v) in {0, H/stride, 2 H/stride, ...} x {0, W/stride, ...}, without (0, 0): 15 bins for
+    28 x 28 and stride 4. Steps:
+      P = mean over images and channels of |FFT2(x - mean(x))|^2, each image's mean removed, (H, W);
+      score(u, v) = 10 log10(P[u, v] / median of its 8 neighbouring bins that are off the grid)
+    (neighbours wrap around, as frequencies do; the median of 8 values is the mean of the middle two).
+    0 dB: no peak. The 10,000 MNIST test images score -0.03 dB (+0.39 dB with torch.median's lower
+    median); DCGANGenerator() at initialisation about +11 dB, DCGANGenerator(upsample=True) -1.6 dB.
+    images: (N, C, H, W) tensor, any value range (the score ignores brightness and contrast);
+    H and W multiples of stride with at least 2 bins between grid lines.
+    Returns {'mean_db': mean over the grid bins, 'nyquist_db': the bin (H/2, W/2) (None when H or
+    W is odd), 'bins_db': {(u, v): dB}}."""
+    if not torch.is_tensor(images) or images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"checkerboard_score expects a tensor of images (N, C, H, W), got "
+                         f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
+    h, w = images.shape[2:]
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 2 or h % stride or w % stride \
+            or h // stride < 2 or w // stride < 2:
+        raise ValueError(f"stride must be G's total upsampling factor, an int >= 2 that divides the image "
+                         f"size {h}x{w} with at least 2 bins between grid lines (4 for 7 -> 14 -> 28), got {stride!r}")
+    x = images.detach().double()
+    x = x - x.mean(dim=(2, 3), keepdim=True)
+    power = (torch.fft.fft2(x).abs() ** 2).mean(dim=(0, 1)).cpu()                   # (H, W)
+    du, dv = h // stride, w // stride
+    on_grid = lambda u, v: u % du == 0 and v % dv == 0                              # noqa: E731
+
+    def score(u, v):
+        near = [power[(u + a) % h, (v + b) % w] for a in (-1, 0, 1) for b in (-1, 0, 1)
+                if not on_grid((u + a) % h, (v + b) % w)]
+        return 10 * math.log10(power[u, v] / torch.stack(near).quantile(0.5))
+
+    bins = {(u, v): score(u, v) for u in range(0, h, du) for v in range(0, w, dv) if (u, v) != (0, 0)}
+    nyquist = score(h // 2, w // 2) if h % 2 == 0 and w % 2 == 0 else None
+    return {"mean_db": float(np.mean(list(bins.values()))), "nyquist_db": nyquist, "bins_db": bins}
