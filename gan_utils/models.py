@@ -214,19 +214,43 @@ def _dcgan_sizes(image_size):
     raise ValueError(f"image_size must be 28, 32 or 64, got {image_size}")
 
 
+def _check_labels(y, n, n_classes, who):
+    """Raise a clear error unless y fits a model built with n_classes (0: unconditional) and a batch of n."""
+    if n_classes == 0:
+        if y is not None:
+            raise ValueError(f"{who} was built without labels (n_classes=0): call it without y, "
+                             f"or build it with n_classes=10 for a conditional GAN")
+        return
+    if y is None:
+        raise ValueError(f"{who} was built with n_classes={n_classes}: pass the labels too, "
+                         f"model(inputs, y) with y an int64 tensor of shape (N,)")
+    if not torch.is_tensor(y) or y.dtype not in (torch.int64, torch.int32, torch.uint8) or y.ndim != 1 or len(y) != n:
+        got = f"{y.dtype} {tuple(y.shape)}" if torch.is_tensor(y) else type(y).__name__
+        raise ValueError(f"{who}: labels y must be an integer tensor of shape ({n},), one class index per "
+                         f"example (e.g. torch.tensor(labels).long()), got {got}")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"{who}: labels must be class indices in [0, {n_classes}), got values from "
+                         f"{int(y.min())} to {int(y.max())}")
+
+
 class DCGANGenerator(nn.Module):
     """DCGAN generator: project z to a small feature map with a transposed conv, then stride-2
     transposed convs (kernel 4) that double the size, BatchNorm + ReLU after each but the last,
     Tanh output in [-1, 1]. upsample=True replaces each stride-2 transposed conv by nearest
     upsampling + 3x3 conv (no checkerboard artifacts, Odena et al. 2016).
-    z: (N, noise_dim) -> (N, channels, image_size, image_size)."""
+    n_classes > 0: a conditional G (Mirza & Osindero 2014); the label's learned embedding
+    (embed_dim values) is concatenated to z, and the same conv stack follows.
+    z: (N, noise_dim), y: int64 (N,) labels in [0, n_classes) -> (N, channels, image_size, image_size)."""
 
-    def __init__(self, noise_dim=100, channels=1, image_size=28, width=64, upsample=False):
+    def __init__(self, noise_dim=100, channels=1, image_size=28, width=64, upsample=False, n_classes=0,
+                 embed_dim=50):
         super().__init__()
         start, n_up = _dcgan_sizes(image_size)
-        self.noise_dim = noise_dim
+        self.noise_dim, self.n_classes = noise_dim, n_classes
+        self.embed = nn.Embedding(n_classes, embed_dim) if n_classes else None
         c = width * 2 ** (n_up - 1) if n_up > 1 else width
-        layers = [nn.ConvTranspose2d(noise_dim, c, start, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
+        c_in = noise_dim + (embed_dim if n_classes else 0)
+        layers = [nn.ConvTranspose2d(c_in, c, start, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
         for i in range(n_up):
             last = i == n_up - 1
             c_out = channels if last else c // 2
@@ -239,9 +263,13 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
 
-    def forward(self, z):
+    def forward(self, z, y=None):
         _check_input(z, self.noise_dim, "DCGANGenerator")
-        return self.net(z.view(len(z), self.noise_dim, 1, 1))
+        _check_labels(y, len(z), self.n_classes, "DCGANGenerator")
+        h = z.reshape(len(z), self.noise_dim)
+        if self.embed is not None:
+            h = torch.cat([h, self.embed(y.long())], dim=1)
+        return self.net(h[:, :, None, None])
 
 
 class DCGANDiscriminator(nn.Module):
@@ -249,9 +277,11 @@ class DCGANDiscriminator(nn.Module):
     BatchNorm on every layer but the first, then one conv over the whole small map to a logit.
     norm: 'batch', 'layer' (GroupNorm with one group, per example) or None; a WGAN-GP critic
     needs 'layer' or None, since its penalty treats each example on its own.
-    x: (N, channels, image_size, image_size) -> (N, 1)."""
+    n_classes > 0: a projection discriminator (Miyato & Koyama 2018), logit(x) + <embed(y), features(x)>,
+    with a learned embedding per class, N(0, 0.02) at first like the head.
+    x: (N, channels, image_size, image_size), y: int64 (N,) labels in [0, n_classes) -> (N, 1)."""
 
-    def __init__(self, channels=1, image_size=28, width=64, norm="batch"):
+    def __init__(self, channels=1, image_size=28, width=64, norm="batch", n_classes=0):
         super().__init__()
         if norm not in ("batch", "layer", None):
             raise ValueError(f"norm must be 'batch', 'layer' or None, got {norm!r}")
@@ -266,7 +296,11 @@ class DCGANDiscriminator(nn.Module):
             c_in, c = c, c * 2
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(c_in, 1, start, 1, 0)
+        self.n_classes = n_classes
+        self.embed = nn.Embedding(n_classes, c_in * start * start) if n_classes else None
         self.apply(dcgan_init)
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
     def features(self, x):
         """The last feature map, flattened: (N, C * start * start)."""
@@ -275,7 +309,11 @@ class DCGANDiscriminator(nn.Module):
                              f"got {tuple(x.shape)}")
         return self.body(x).flatten(1)
 
-    def forward(self, x):
+    def forward(self, x, y=None):
         h = self.features(x)
+        _check_labels(y, len(x), self.n_classes, "DCGANDiscriminator")
         c = h.shape[1] // (self.head.kernel_size[0] ** 2)
-        return self.head(h.view(len(x), c, *self.head.kernel_size)).view(-1, 1)
+        logit = self.head(h.view(len(x), c, *self.head.kernel_size)).view(-1, 1)
+        if self.embed is None:
+            return logit
+        return logit + (self.embed(y.long()) * h).sum(dim=1, keepdim=True)

@@ -68,3 +68,64 @@ def test_checkerboard_score_of_real_mnist():
     score = gu.checkerboard_score(x, 4)
     assert score["mean_db"] == pytest.approx(-0.03, abs=0.05)      # the 10,000 test images: -0.032 dB
     assert abs(score["nyquist_db"]) < 0.5
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("upsample", [False, True])
+def test_generator_output_size_and_upsample_layers(size, upsample, device):
+    G = gu.DCGANGenerator(noise_dim=8, image_size=size, width=8, upsample=upsample).to(device)
+    assert G(torch.randn(2, 8, device=device)).shape == (2, 1, size, size)
+    kinds = [type(m) for m in G.net]
+    transposed = [i for i, k in enumerate(kinds) if k is torch.nn.ConvTranspose2d]
+    assert transposed[0] == 0                           # z -> first feature map: always transposed
+    n_up = {28: 2, 32: 3, 64: 4}[size]
+    if upsample:
+        assert transposed == [0] and kinds.count(torch.nn.Upsample) == n_up
+    else:
+        assert len(transposed) == 1 + n_up and torch.nn.Upsample not in kinds
+
+
+@pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3)])
+def test_conditional_dcgan_shapes_and_labels_matter(size, channels, device):
+    torch.manual_seed(0)
+    G = gu.DCGANGenerator(noise_dim=8, channels=channels, image_size=size, width=8, n_classes=10).to(device).eval()
+    D = gu.DCGANDiscriminator(channels=channels, image_size=size, width=8, n_classes=10).to(device).eval()
+    z = torch.randn(4, 8, device=device)
+    y = torch.tensor([0, 3, 7, 9], device=device)
+    with torch.no_grad():
+        x = G(z, y)
+        assert x.shape == (4, channels, size, size) and D(x, y).shape == (4, 1)
+        assert not torch.allclose(G(z, (y + 1) % 10), x)        # the label changes the image ...
+        assert not torch.allclose(D(x, (y + 1) % 10), D(x, y))  # ... and D's verdict
+        assert torch.equal(G(z, y), x)                          # the same (z, y): the same image (eval)
+    # the projection term is <embed(y), features(x)> on top of the unconditional logit
+    with torch.no_grad():
+        h = D.features(x)
+        plain = D.head(h.view(4, -1, *D.head.kernel_size)).view(-1, 1)
+        assert torch.allclose(D(x, y), plain + (D.embed.weight[y] * h).sum(1, keepdim=True), atol=1e-5)
+
+
+def test_conditional_models_reuse_the_unconditional_stacks():
+    G0, G1 = gu.DCGANGenerator(width=8), gu.DCGANGenerator(width=8, n_classes=10, embed_dim=5)
+    assert [type(m) for m in G0.net] == [type(m) for m in G1.net]
+    assert G1.net[0].in_channels == G0.net[0].in_channels + 5
+    D0, D1 = gu.DCGANDiscriminator(width=8), gu.DCGANDiscriminator(width=8, n_classes=10)
+    assert [type(m) for m in D0.body] == [type(m) for m in D1.body] and D0.embed is None
+
+
+def test_bad_labels_get_clear_errors():
+    G, D = gu.DCGANGenerator(noise_dim=8, width=8, n_classes=10), gu.DCGANDiscriminator(width=8, n_classes=10)
+    z, x = torch.randn(3, 8), torch.rand(3, 1, 28, 28)
+    cases = [(None, "pass the labels too"), (torch.tensor([0, 1, 10]), r"in \[0, 10\).*0 to 10"),
+             (torch.tensor([-1, 1, 2]), r"in \[0, 10\)"), (torch.tensor([0.0, 1.0, 2.0]), "integer tensor.*float32"),
+             (torch.tensor([0, 1]), r"shape \(3,\)"), (torch.zeros(3, 1, dtype=torch.long), r"shape \(3,\)"),
+             ([0, 1, 2], "integer tensor.*list")]
+    for y, message in cases:
+        with pytest.raises(ValueError, match=message):
+            G(z, y)
+        with pytest.raises(ValueError, match=message):
+            D(x, y)
+    with pytest.raises(ValueError, match="without labels"):
+        gu.DCGANGenerator(noise_dim=8, width=8)(z, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="without labels"):
+        gu.DCGANDiscriminator(width=8)(x, torch.tensor([0, 1, 2]))
