@@ -19,21 +19,22 @@ from .fast import fast_steps
 from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
                      generator_loss_saturating, get_losses, gradient_penalty, hinge_loss, input_gradient_norms,
                      outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)
-from .metrics import (PARZEN_SIGMAS, checkerboard_score, class_histogram, classifier_features, classifier_frechet, fraction_near_line,
-                      frechet_distance, histogram_metrics, kl_to_uniform, ks_to_gaussian, line_coverage, line_distances,
-                      mean_line_distance, mode_metrics, parzen_log_likelihoods, parzen_score, segment_distances,
-                      w1_to_gaussian, wasserstein_1d)
+from .metrics import (PARZEN_SIGMAS, checkerboard_score, class_histogram, classifier_features, classifier_frechet,
+                      fraction_near_line, frechet_distance, histogram_metrics, kl_to_uniform, ks_to_gaussian,
+                      line_coverage, line_distances, mean_line_distance, mode_metrics, parzen_log_likelihoods,
+                      parzen_score, segment_distances, w1_to_gaussian, wasserstein_1d)
 from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscriminator, MinibatchDiscrimination,
-                     MLPDiscriminator, MLPGenerator, VirtualBatchNorm, dcgan_init, spectral_normalize)
+                     MLPDiscriminator, MLPGenerator, VirtualBatchNorm, conv_matrix, dcgan_init, overlap_counts,
+                     spectral_normalize)
 from .train import TrainingDiverged, d_step, g_step, generate, make_optimizer, new_history, step_functions, train_gan
 from .utils import by_profile, get_device, get_profile, seed_everything, setup_notebook
 from .viz import (SnapshotCollector, animate, plot_1d, plot_2d, plot_d_outputs, plot_generator_losses,
                   plot_losses, plot_metrics, save_gif, show_images, use_course_style)
 
 __version__ = "0.2.0"
-__all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "checkerboard_score", "CheckpointError",
-           "class_histogram", "classifier_features", "classifier_frechet", "clip_weights", "d_step",
-           "data_root", "dcgan_init", "DCGANDiscriminator", "DCGANGenerator", "DIRAC_CONFIGS",
+__all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "checkerboard_score",
+           "CheckpointError", "class_histogram", "classifier_features", "classifier_frechet", "clip_weights",
+           "conv_matrix", "d_step", "data_root", "dcgan_init", "DCGANDiscriminator", "DCGANGenerator", "DIRAC_CONFIGS",
            "dirac_distances", "dirac_gradients", "dirac_trajectory", "discriminator_loss",
            "fast_steps", "feature_matching_loss", "fraction_near_line", "frechet_distance", "g_step",
            "GANLoss", "gaussian_pdf", "generate", "generator_loss_nonsaturating",
@@ -43,7 +44,7 @@ __all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "c
            "line_distances", "load_checkpoint", "load_classifier", "load_images", "make_noise",
            "make_optimizer", "Maxout", "MaxoutDiscriminator", "mean_line_distance",
            "MinibatchDiscrimination", "mixture_sampler", "MLPDiscriminator", "MLPGenerator",
-           "mnist_split", "MNISTClassifier", "mode_metrics", "new_history", "outputs_loss",
+           "mnist_split", "MNISTClassifier", "mode_metrics", "new_history", "outputs_loss", "overlap_counts",
            "parzen_log_likelihoods", "parzen_score", "PARZEN_SIGMAS", "plot_1d", "plot_2d",
            "plot_d_outputs", "plot_dirac", "plot_generator_losses", "plot_losses", "plot_metrics",
            "r1_loss", "r1_penalty", "read_idx", "ring_centers", "sample_gaussian_1d", "sample_grid",

@@ -3,6 +3,8 @@
 Generators map noise z of shape (N, noise_dim) to samples; discriminators map samples to one
 logit per example, shape (N, 1): D(x) = sigmoid(logit) is the probability that x is real.
 Every discriminator has `features(x)`, its last hidden layer (used by feature matching).
+The DCGAN pair takes labels too when built with n_classes > 0: G(z, y), D(x, y).
+`conv_matrix` and `overlap_counts` take a convolution apart (notebook 05).
 """
 import math
 
@@ -317,3 +319,43 @@ class DCGANDiscriminator(nn.Module):
         if self.embed is None:
             return logit
         return logit + (self.embed(y.long()) * h).sum(dim=1, keepdim=True)
+
+
+def conv_matrix(kernel, n, stride=1, padding=0):
+    """The matrix C of a 2D convolution (PyTorch's, i.e. cross-correlation) of one k x k kernel on
+    an n x n image: C @ x.flatten() == F.conv2d(x, kernel, stride=stride, padding=padding).flatten().
+    Row i * m + j is output pixel (i, j), m = (n + 2 padding - k) // stride + 1; it holds the kernel
+    weights at the input pixels (i stride - padding + a, j stride - padding + b) that lie inside.
+    Multiplying by C.T is the transposed convolution: C.T @ y.flatten() equals
+    F.conv_transpose2d(y, kernel, stride=stride, padding=padding, output_padding=(n + 2 padding - k) % stride).
+    kernel: (k, k) tensor -> C: (m * m, n * n), on the kernel's device and dtype."""
+    if not torch.is_tensor(kernel) or kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
+        raise ValueError(f"kernel must be a square (k, k) tensor, got "
+                         f"{tuple(kernel.shape) if torch.is_tensor(kernel) else type(kernel).__name__}")
+    k = kernel.shape[0]
+    m = (n + 2 * padding - k) // stride + 1
+    if stride < 1 or padding < 0 or m < 1:
+        raise ValueError(f"a {k}x{k} kernel does not fit an {n}x{n} input with stride {stride} and padding "
+                         f"{padding}: use n >= k - 2 padding, stride >= 1, padding >= 0")
+    C = torch.zeros(m * m, n * n, dtype=kernel.dtype, device=kernel.device)
+    for i in range(m):
+        for j in range(m):
+            for a in range(k):
+                for b in range(k):
+                    r, c = i * stride - padding + a, j * stride - padding + b
+                    if 0 <= r < n and 0 <= c < n:
+                        C[i * m + j, r * n + c] = kernel[a, b]
+    return C
+
+
+def overlap_counts(kernel_size, stride, size, device="cpu"):
+    """How many input pixels a stride-`stride` transposed convolution adds into each output pixel
+    (no padding): the transposed convolution of a size x size image of ones with a k x k kernel of
+    ones. Away from the borders it is uniform when k is a multiple of the stride (4 with stride 2:
+    2 x 2 = 4 everywhere) and a checkerboard otherwise (3: 1, 2, 4; 5: 4, 6, 9), the origin of
+    checkerboard artifacts (Odena et al. 2016). -> (H, W) float tensor, H = W = (size - 1) stride + k."""
+    if min(kernel_size, stride, size) < 1:
+        raise ValueError(f"kernel_size, stride and size must be >= 1, got {kernel_size}, {stride}, {size}")
+    ones = torch.ones(1, 1, size, size, device=device)
+    weight = torch.ones(1, 1, kernel_size, kernel_size, device=device)
+    return nn.functional.conv_transpose2d(ones, weight, stride=stride)[0, 0]

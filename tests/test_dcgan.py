@@ -129,3 +129,35 @@ def test_bad_labels_get_clear_errors():
         gu.DCGANGenerator(noise_dim=8, width=8)(z, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match="without labels"):
         gu.DCGANDiscriminator(width=8)(x, torch.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("k,n,stride,padding", [(3, 4, 1, 0), (3, 4, 2, 1), (4, 6, 2, 1), (3, 5, 2, 0)])
+def test_conv_matrix_is_conv2d_and_its_transpose_is_conv_transpose2d(k, n, stride, padding, device):
+    g = torch.Generator().manual_seed(0)
+    kernel = torch.randn(k, k, generator=g, dtype=torch.float64).to(device)
+    C = gu.conv_matrix(kernel, n, stride, padding)
+    m = (n + 2 * padding - k) // stride + 1
+    assert C.shape == (m * m, n * n) and C.device.type == device
+    x = torch.randn(1, 1, n, n, generator=g, dtype=torch.float64).to(device)
+    w = kernel.view(1, 1, k, k)
+    assert torch.allclose(C @ x.flatten(), F.conv2d(x, w, stride=stride, padding=padding).flatten())
+    y = torch.randn(1, 1, m, m, generator=g, dtype=torch.float64).to(device)
+    up = F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=(n + 2 * padding - k) % stride)
+    assert up.shape[-2:] == (n, n) and torch.allclose(C.T @ y.flatten(), up.flatten())
+    with pytest.raises(ValueError, match="square"):
+        gu.conv_matrix(torch.ones(3, 2), n)
+    with pytest.raises(ValueError, match="does not fit"):
+        gu.conv_matrix(kernel, k - 2 * padding - 1, stride, padding)
+
+
+def test_overlap_counts_are_uneven_unless_the_kernel_is_a_multiple_of_the_stride(device):
+    def interior(k):
+        counts = gu.overlap_counts(k, 2, 6, device=device)
+        assert counts.shape == (5 * 2 + k, 5 * 2 + k) and counts.device.type == device
+        return counts[k:-k, k:-k]                         # away from the borders
+    assert set(interior(4).unique().tolist()) == {4.0}   # 2 x 2 everywhere: no checkerboard
+    assert set(interior(3).unique().tolist()) == {1.0, 2.0, 4.0}
+    assert set(interior(5).unique().tolist()) == {4.0, 6.0, 9.0}
+    assert gu.overlap_counts(3, 2, 6).sum() == 6 * 6 * 3 * 3   # every input pixel adds k x k values
+    with pytest.raises(ValueError, match=">= 1"):
+        gu.overlap_counts(0, 2, 6)
