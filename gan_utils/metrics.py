@@ -208,6 +208,18 @@ def classifier_frechet(generated, real, baseline, classifier=None):
             "real_vs_real": frechet_distance(classifier_features(baseline, classifier), f_real)}
 
 
+def generator_scores(G, z, real_features, classifier=None):
+    """Quick scores of G on fixed noise z (N, noise_dim), for comparing runs while they train:
+    'modes' covered and 'kl' to uniform of the class histogram of G(z), and 'frechet', the
+    Fréchet distance of their classifier features to `real_features` (M, 64), e.g. of the
+    validation images. Returns a dict of three numbers."""
+    from .train import generate
+    classifier = _classifier(classifier)
+    logits, feats = _classify(generate(G, z), classifier, 1000, "generator_scores")
+    h = histogram_metrics(np.bincount(logits.argmax(1).numpy(), minlength=10))
+    return {"modes": h["modes_covered"], "kl": h["kl_to_uniform"], "frechet": frechet_distance(feats, real_features)}
+
+
 PARZEN_SIGMAS = tuple(np.logspace(-1, 0, 10))
 
 
@@ -251,6 +263,25 @@ def parzen_score(centres, valid, test, sigmas=PARZEN_SIGMAS, batch_size=500):
     return {"ll": float(ll.mean()), "se": float(ll.std() / np.sqrt(len(ll))), "sigma": sigma,
             "sigmas": [float(s) for s in sigmas], "valid_ll": valid_ll.tolist(),
             "n_centres": len(centres), "n_test": len(ll)}
+
+
+def evaluate_generator(G, split, classifier=None, n=10_000, seed=2, n_valid=1000, n_test=None):
+    """Notebook 03's evaluation of G on an `mnist_split`: n samples from fixed noise (`seed`);
+    their class histogram ('counts', 'hist' = histogram_metrics); 'fd', classifier_frechet of
+    min(n, N_test) samples vs the test images, beside as many training images vs the same; and
+    'parzen', parzen_score with the samples as centres, sigma chosen on n_valid validation images,
+    scored on the first n_test test images (None: all). Also returns the 'samples' (n, 1, 28, 28)."""
+    from .train import generate
+    classifier = _classifier(classifier)
+    device = next(G.parameters()).device
+    z = torch.randn(n, G.noise_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    samples = generate(G, z).cpu()
+    counts = class_histogram(samples, classifier)
+    test = split["x_test"] if n_test is None else split["x_test"][:n_test]
+    n_ref = min(n, len(test))
+    return {"samples": samples, "counts": counts, "hist": histogram_metrics(counts),
+            "fd": classifier_frechet(samples[:n_ref], test[:n_ref], split["x_train"][:n_ref], classifier),
+            "parzen": parzen_score(samples, split["x_valid"][:n_valid], test)}
 
 
 def checkerboard_score(images, stride):

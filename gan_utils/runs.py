@@ -1,0 +1,148 @@
+"""Long training runs that survive a restart, keyed to their settings.
+
+A lesson's main run (notebook 03: 250 epochs) takes minutes on a GPU and most of an hour on a CPU.
+`train_run` calls `train_gan` with a checkpoint whose file name is a hash of the run's settings:
+rerunning the notebook with the same settings resumes (or reloads a finished run); changing any
+setting starts a new run in a new file, never silently continuing an old one. A `Watcher`
+callback records what the lesson shows of the run (one snapshot of fixed noise per epoch, a
+validation score every few epochs, the best G and D so far for early stopping); its state is
+saved beside the checkpoint, so the pictures survive the restart too.
+"""
+import copy
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from .data import CHECKOUT_DIR, user_cache_dir
+from .models import MLPDiscriminator, MLPGenerator
+from .train import generate, make_optimizer, train_gan
+from .utils import seed_everything
+
+CHECKPOINT_DIR_VARIABLE = "GAN_CHECKPOINT_DIR"
+
+
+def mlp_gan(noise_dim=64, lr=2e-4, betas=(0.5, 0.999), seed=0, device="cpu"):
+    """(G, D, opt_g, opt_d): the course's MLP GAN (notebook 03) with Adam for both players; the same
+    seed gives the same initial weights."""
+    seed_everything(seed)
+    G = MLPGenerator(noise_dim=noise_dim).to(device)
+    D = MLPDiscriminator().to(device)
+    return G, D, make_optimizer(G, lr=lr, betas=betas), make_optimizer(D, lr=lr, betas=betas)
+
+
+def settings_key(settings):
+    """A 12-character hash of a dict of settings (JSON-serialisable values): same settings, same key."""
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings must be a dict such as {{'lr': 2e-4, 'epochs': 250}}, got {type(settings).__name__}")
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def checkpoint_dir():
+    """Where runs are checkpointed: $GAN_CHECKPOINT_DIR; else the checkout's checkpoints/ folder
+    when the package runs from a checkout (git ignores it); else `user_cache_dir()/checkpoints`."""
+    if os.environ.get(CHECKPOINT_DIR_VARIABLE):
+        return Path(os.environ[CHECKPOINT_DIR_VARIABLE]).expanduser()
+    if (CHECKOUT_DIR / "pyproject.toml").is_file():
+        return CHECKOUT_DIR / "checkpoints"
+    return user_cache_dir() / "checkpoints"
+
+
+def hardware(device):
+    """One line naming the machine a run used: the GPU, or the CPU with its torch threads."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu)
+    return f"CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+class Watcher:
+    """A train_gan callback, called once per epoch (callback_every = steps per epoch): keeps
+    `snapshots[epoch]`, G(z_fixed) as uint8 (N, C, H, W); `scores[epoch]` = score(G), a dict,
+    every `eval_every` epochs and at epoch 1; and `best`, the epoch, score and state_dicts of G and
+    D with the lowest score[monitor] (early stopping; epoch 0, the untrained G, never counts).
+    `seconds` adds up the wall time between calls: training plus scoring, across restarts."""
+
+    def __init__(self, z_fixed, score, steps_per_epoch, eval_every=1, monitor="frechet"):
+        self.z_fixed, self.score, self.steps_per_epoch = z_fixed, score, steps_per_epoch
+        self.eval_every, self.monitor = eval_every, monitor
+        self.snapshots, self.scores, self.seconds, self.trained_on = {}, {}, 0.0, None
+        self.best = self.previous_best = {"epoch": None, "value": float("inf")}
+        self._tick = None
+
+    def __call__(self, step, G, D, history):
+        now = time.perf_counter()
+        if self._tick is not None:
+            self.seconds += now - self._tick
+        epoch = step // self.steps_per_epoch
+        self.snapshots[epoch] = (generate(G, self.z_fixed) * 255).round().to(torch.uint8).cpu()
+        if epoch % self.eval_every == 0 or epoch == 1:
+            self.scores[epoch] = self.score(G)
+            value = self.scores[epoch][self.monitor]
+            if epoch > 0 and value < self.best["value"]:
+                self.previous_best = self.best
+                self.best = {"epoch": epoch, "value": value, "G": copy.deepcopy(G.state_dict()),
+                             "D": copy.deepcopy(D.state_dict())}
+        self._tick = time.perf_counter()
+
+    def best_models(self, G, D):
+        """Copies of G and D with the best weights."""
+        if self.best["epoch"] is None:
+            raise RuntimeError("no epoch was scored yet: train at least one epoch")
+        G_best, D_best = copy.deepcopy(G), copy.deepcopy(D)
+        G_best.load_state_dict(self.best["G"])
+        D_best.load_state_dict(self.best["D"])
+        return G_best, D_best
+
+    def state_dict(self):
+        keys = ("snapshots", "scores", "seconds", "trained_on", "best", "previous_best")
+        return {k: getattr(self, k) for k in keys}
+
+    def load_state_dict(self, state, epoch):
+        """Restore a saved state, dropping what was recorded after `epoch` (the checkpoint's)."""
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.snapshots = {e: s for e, s in self.snapshots.items() if e <= epoch}
+        self.scores = {e: s for e, s in self.scores.items() if e <= epoch}
+        if self.best["epoch"] is not None and self.best["epoch"] > epoch:
+            self.best = self.previous_best       # found after the checkpoint: it will be found again
+
+
+def train_run(G, D, data, *, name, settings, watcher, epochs, folder=None, progress=True, **train_kwargs):
+    """`train_gan(G, D, data, epochs=epochs, callback=watcher, ...)` checkpointed every epoch to
+    `folder/<name>-<settings_key(settings)>.pt` (folder: `checkpoint_dir()`), with the watcher's
+    state beside it (`.watch.pt`). A checkpoint with the same settings is resumed, and a finished
+    one is only reloaded; other settings never touch it. `settings` must name everything that
+    shapes the run (seed, data, models, optimizers, loss, epochs, what the watcher scores).
+    Returns the history; the watcher holds the snapshots, scores, best state and training time."""
+    path = Path(folder or checkpoint_dir()).expanduser() / f"{name}-{settings_key(settings)}.pt"
+    side = path.with_suffix(".watch.pt")
+    if path.is_file() and side.is_file():
+        done = torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+        watcher.load_state_dict(torch.load(side, map_location="cpu", weights_only=True), done)
+        print(f"{name}: {done} of {epochs} epochs already trained "
+              f"({watcher.seconds / 60:.1f} min on {watcher.trained_on}); checkpoint {path}")
+    elif not path.is_file():
+        print(f"{name}: a new run; checkpoint every epoch to {path}")
+    watcher.trained_on = watcher.trained_on or hardware(next(G.parameters()).device)
+
+    def callback(step, G, D, history):
+        watcher(step, G, D, history)
+        if step > 0:                             # the checkpoint of this epoch follows at once
+            torch.save(watcher.state_dict(), side.with_suffix(".tmp"))
+            os.replace(side.with_suffix(".tmp"), side)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.with_suffix(".json").is_file():   # the settings, for a person reading the folder
+        path.with_suffix(".json").write_text(json.dumps(settings, indent=1, sort_keys=True, default=str))
+    watcher._tick = time.perf_counter()
+    return train_gan(G, D, data, epochs=epochs, callback=callback, callback_every=len(data),
+                     checkpoint_path=path, checkpoint_every=1, resume=True, progress=progress, **train_kwargs)

@@ -1,0 +1,64 @@
+"""Runs keyed to their settings (issue 10): a rerun with the same settings resumes or reloads,
+other settings start a new file, and an interrupted run resumes to the same result."""
+import pytest
+import torch
+
+import gan_utils as gu
+
+
+def run(folder, device, epochs=3, lr=1e-3, stop_at=None):
+    gu.seed_everything(0)
+    G = gu.MLPGenerator(noise_dim=4, widths=(8,)).to(device)
+    D = gu.MLPDiscriminator(widths=(8,)).to(device)
+    opt_g, opt_d = gu.make_optimizer(G, lr=lr), gu.make_optimizer(D, lr=lr)
+    data = gu.TensorBatches(torch.rand(64, 1, 28, 28, device=device), 16)      # 4 steps per epoch
+    z = torch.randn(8, 4, generator=torch.Generator().manual_seed(1)).to(device)
+
+    def score(G):
+        if stop_at is not None and len(watcher.scores) == stop_at + 1:        # epochs 0 .. stop_at - 1 scored
+            raise KeyboardInterrupt
+        return {"frechet": float(gu.generate(G, z).std())}
+
+    watcher = gu.Watcher(z, score, len(data))
+    settings = {"lr": lr, "epochs": epochs}
+    history = gu.train_run(G, D, data, name="toy", settings=settings, watcher=watcher, epochs=epochs, folder=folder,
+                           noise=gu.make_noise(4, device=device), opt_g=opt_g, opt_d=opt_d, progress=False)
+    return G, D, history, watcher
+
+
+def test_settings_key_is_stable_and_tells_settings_apart():
+    assert gu.settings_key({"lr": 2e-4, "betas": (0.5, 0.999)}) == gu.settings_key({"betas": [0.5, 0.999], "lr": 2e-4})
+    assert gu.settings_key({"lr": 2e-4}) != gu.settings_key({"lr": 1e-5})
+    with pytest.raises(TypeError, match="settings must be a dict"):
+        gu.settings_key([("lr", 2e-4)])
+
+
+def test_a_finished_run_is_reloaded_and_other_settings_start_afresh(tmp_path, device, capsys):
+    G, D, history, watcher = run(tmp_path, device)
+    assert sorted(watcher.snapshots) == [0, 1, 2, 3] and sorted(watcher.scores) == [0, 1, 2, 3]
+    assert watcher.best["epoch"] in (1, 2, 3) and watcher.seconds > 0
+    G2, _, history2, watcher2 = run(tmp_path, device)
+    assert "3 of 3 epochs already trained" in capsys.readouterr().out
+    assert history2 == history and watcher2.best["epoch"] == watcher.best["epoch"]
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+    assert all(torch.equal(watcher.snapshots[e], watcher2.snapshots[e]) for e in watcher.snapshots)
+    run(tmp_path, device, lr=2e-3)
+    assert len(list(tmp_path.glob("toy-*.watch.pt"))) == 2 and len(list(tmp_path.glob("toy-*.json"))) == 2
+    G_best, _ = watcher2.best_models(G2, _)
+    for name, value in G_best.state_dict().items():
+        assert torch.equal(value.cpu(), watcher.best["G"][name].cpu())
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, device):
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        G, _, history, watcher = run(tmp_path / "a", device)
+        run(tmp_path / "b", device, stop_at=2)                    # Ctrl-C while scoring epoch 2
+        G2, _, history2, watcher2 = run(tmp_path / "b", device)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert history2 == history
+    assert sorted(watcher2.snapshots) == [0, 1, 2, 3]
+    assert all(torch.equal(watcher.snapshots[e], watcher2.snapshots[e]) for e in watcher.snapshots)
+    assert watcher2.best["epoch"] == watcher.best["epoch"]
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
