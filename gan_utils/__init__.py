@@ -1,7 +1,7 @@
 """gan_utils: the small package behind the GAN course notebooks.
 
 One module per concept: data, models, losses, train (and its callbacks), fast (CUDA graphs),
-checkpoints, metrics, classifier, viz, toy (the toy lessons' players and metrics), dirac (the
+checkpoints, runs (long runs keyed to their settings), metrics, classifier, viz, toy (the toy lessons' players and metrics), dirac (the
 two-parameter Dirac-GAN), ensemble (many seeds as one batched model), utils.
 Every public name is importable from the package: ``from gan_utils import train_gan``;
 `__all__` lists them.
@@ -21,7 +21,7 @@ from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching
                      outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)
 from .metrics import (PARZEN_SIGMAS, checkerboard_score, class_histogram, classifier_features, classifier_frechet,
                       evaluate_generator, fraction_near_line, frechet_distance, generator_scores, histogram_metrics, kl_to_uniform, ks_to_gaussian,
-                      line_coverage, line_distances, mean_line_distance, mode_metrics, parzen_log_likelihoods,
+                      line_coverage, line_distances, mean_line_distance, mode_metrics, nearest_neighbours, parzen_log_likelihoods,
                       parzen_score, segment_distances, w1_to_gaussian, wasserstein_1d)
 from .runs import Watcher, checkpoint_dir, hardware, mlp_gan, settings_key, train_run
 from .models import (DCGANDiscriminator, DCGANGenerator, Maxout, MaxoutDiscriminator, MinibatchDiscrimination,
@@ -45,7 +45,7 @@ __all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "c
            "kl_to_uniform", "ks_to_gaussian", "line_coverage", "line_distances", "load_checkpoint",
            "load_classifier", "load_images", "make_noise", "make_optimizer", "Maxout", "MaxoutDiscriminator",
            "mean_line_distance", "MinibatchDiscrimination", "mixture_sampler", "mlp_gan", "MLPDiscriminator",
-           "MLPGenerator", "mnist_split", "MNISTClassifier", "mode_metrics", "new_history", "outputs_loss",
+           "MLPGenerator", "mnist_split", "MNISTClassifier", "mode_metrics", "nearest_neighbours", "new_history", "outputs_loss",
            "overlap_counts", "parzen_log_likelihoods", "parzen_score", "PARZEN_SIGMAS", "plot_1d", "plot_2d",
            "plot_d_outputs", "plot_dirac", "plot_generator_losses", "plot_losses", "plot_metrics", "r1_loss",
            "r1_penalty", "read_idx", "ring_centers", "runs", "sample_gaussian_1d", "sample_grid",

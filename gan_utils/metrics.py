@@ -265,6 +265,24 @@ def parzen_score(centres, valid, test, sigmas=PARZEN_SIGMAS, batch_size=500):
             "n_centres": len(centres), "n_test": len(ll)}
 
 
+@torch.no_grad()
+def nearest_neighbours(x, reference, batch_size=500):
+    """For each image of x (N, ...) the Euclidean pixel distance to its nearest image in
+    `reference` (M, ...) and that image's index: (distances (N,) float64, indices (N,) int64), on
+    the CPU. Candidates come from one float32 matmul per batch (||x||^2 + ||r||^2 - 2 x.r); the
+    winner's distance is then recomputed exactly in float64. Pixels in [0, 1]."""
+    check_pixels(x, "nearest_neighbours x")
+    check_pixels(reference, "nearest_neighbours reference")
+    r = torch.as_tensor(reference).reshape(len(reference), -1).float().cpu()
+    x = torch.as_tensor(x).reshape(len(x), -1).float().cpu()
+    if x.shape[1] != r.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} values per image but the reference has {r.shape[1]}: use images of one size")
+    r_sq = (r ** 2).sum(1)
+    index = torch.cat([((xb ** 2).sum(1, keepdim=True) + r_sq - 2 * xb @ r.T).argmin(1)
+                       for xb in x.split(batch_size)])
+    return (x.double() - r[index].double()).norm(dim=1), index
+
+
 def evaluate_generator(G, split, classifier=None, n=10_000, seed=2, n_valid=1000, n_test=None):
     """Notebook 03's evaluation of G on an `mnist_split`: n samples from fixed noise (`seed`);
     their class histogram ('counts', 'hist' = histogram_metrics); 'fd', classifier_frechet of

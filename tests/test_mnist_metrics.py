@@ -292,3 +292,34 @@ def test_paper_protocol_on_a_synthetic_data_root(tmp_path, monkeypatch):
     assert len(s["x_test"]) == 100
     tag = (s["x_valid"][:, 0, 0, 0] * 255).round() + 256 * (s["x_valid"][:, 0, 0, 1] * 255).round()
     assert tag.long().tolist() == list(range(50000, 51000))
+
+
+# ----------------------------------------------------------------------------- notebook 03's scores
+def test_nearest_neighbours_matches_brute_force_and_finds_copies(device):
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(300, 1, 28, 28, generator=g)
+    x = torch.cat([ref[[5, 17]], torch.rand(20, 1, 28, 28, generator=g)]).to(device)
+    dist, index = gan_utils.nearest_neighbours(x, ref, batch_size=7)
+    brute = torch.cdist(x.cpu().reshape(len(x), -1).double(), ref.reshape(300, -1).double(),
+                        compute_mode="donot_use_mm_for_euclid_dist")
+    assert torch.equal(index, brute.argmin(1))
+    assert torch.allclose(dist, brute.min(1).values, atol=1e-9)
+    assert index[:2].tolist() == [5, 17] and dist[:2].abs().max() < 1e-12     # copies are found, at distance 0
+    with pytest.raises(ValueError, match="values per image"):
+        gan_utils.nearest_neighbours(torch.rand(3, 10), ref)
+
+
+def test_generator_scores_and_evaluate_generator_on_a_tiny_split(classifier, device):
+    split = _tiny_split(n=200)
+    gan_utils.seed_everything(0)
+    G = gan_utils.MLPGenerator(noise_dim=8, widths=(16,)).to(device)
+    z = torch.randn(50, 8, device=device)
+    f_real = gan_utils.classifier_features(split["x_valid"], classifier)
+    s = gan_utils.generator_scores(G, z, f_real, classifier)
+    assert set(s) == {"modes", "kl", "frechet"} and 1 <= s["modes"] <= 10 and s["frechet"] > 0
+    e = gan_utils.evaluate_generator(G, split, classifier, n=64, n_valid=8)
+    assert e["samples"].shape == (64, 1, 28, 28) and e["counts"].sum() == 64
+    assert e["parzen"]["n_centres"] == 64 and e["parzen"]["n_test"] == 8
+    assert e["fd"]["frechet"] > e["fd"]["real_vs_real"] >= 0           # noise is farther from digits than digits
+    again = gan_utils.evaluate_generator(G, split, classifier, n=64, n_valid=8)
+    assert again["counts"].tolist() == e["counts"].tolist()               # fixed noise: the same samples
