@@ -122,7 +122,9 @@ def train_run(G, D, data, *, name, settings, watcher, epochs, folder=None, progr
     state beside it (`.watch.pt`). A checkpoint with the same settings is resumed, and a finished
     one is only reloaded; other settings never touch it. `settings` must name everything that
     shapes the run (seed, data, models, optimizers, loss, epochs, what the watcher scores).
-    Returns the history; the watcher holds the snapshots, scores, best state and training time."""
+    A fast=True run (CUDA graphs) gets a key of its own. Returns the history; the watcher holds
+    the snapshots, scores, best state and training time."""
+    settings = {**settings, "fast": True} if train_kwargs.get("fast") else settings
     path = Path(folder or checkpoint_dir()).expanduser() / f"{name}-{settings_key(settings)}.pt"
     side = path.with_suffix(".watch.pt")
     if path.is_file() and side.is_file():

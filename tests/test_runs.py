@@ -62,3 +62,17 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, device):
     assert all(torch.equal(watcher.snapshots[e], watcher2.snapshots[e]) for e in watcher.snapshots)
     assert watcher2.best["epoch"] == watcher.best["epoch"]
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+
+
+def test_a_fast_run_is_kept_apart_from_an_eager_one(tmp_path, capsys):
+    gu.seed_everything(0)
+    G = gu.MLPGenerator(noise_dim=4, widths=(8,))
+    D = gu.MLPDiscriminator(widths=(8,))
+    z = torch.randn(8, 4)
+    for fast in (False, True):                  # on a CPU fast=True falls back to eager, with a message
+        watcher = gu.Watcher(z, lambda G: {"frechet": 0.0}, 4)
+        gu.train_run(G, D, gu.TensorBatches(torch.rand(64, 1, 28, 28), 16), name="toy", settings={"lr": 1e-3},
+                     watcher=watcher, epochs=1, folder=tmp_path, noise=gu.make_noise(4), opt_g=gu.make_optimizer(G),
+                     opt_d=gu.make_optimizer(D), progress=False, fast=fast)
+    assert len(list(tmp_path.glob("toy-*.pt"))) - len(list(tmp_path.glob("toy-*.watch.pt"))) == 2
+    assert "a new run" in capsys.readouterr().out
