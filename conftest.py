@@ -1,14 +1,17 @@
-"""Test-wide settings: the CI profile, and the offline data folder when it exists.
+"""Test-wide settings: the CI profile, all of MNIST from ../shared/mnist-full when it exists, and
+a fresh checkpoint folder (so that a notebook never reloads a run from an earlier test session).
 
 Notebook kernels started by nbval inherit these environment variables.
 """
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GAN_PROFILE", "ci")
-_shared = Path(__file__).resolve().parent.parent / "shared" / "data"
+_shared = Path(__file__).resolve().parent.parent / "shared" / "mnist-full"
 if "GAN_DATA_DIR" not in os.environ and _shared.is_dir():
     os.environ["GAN_DATA_DIR"] = str(_shared)
+os.environ.setdefault("GAN_CHECKPOINT_DIR", tempfile.mkdtemp(prefix="gan-course-checkpoints-"))
 
 MNIST_NOTEBOOKS = ("03_mnist_mlp_gan.ipynb",)
 
