@@ -53,6 +53,7 @@ SLIDE_CSS = """<style>
 .reveal pre { white-space: pre-wrap; word-break: break-word; }
 .reveal .jp-InputPrompt, .reveal .jp-OutputPrompt { display: none; }
 .reveal .jp-Cell-inputWrapper .highlight pre, .reveal .jp-OutputArea-output pre { font-size: 0.8em; }
+.reveal .jp-OutputArea-output table { font-size: 0.8em; }   /* long result tables fit one slide */
 .reveal .animation img { width: 420px; max-width: 100%; height: auto; }
 </style>
 """
