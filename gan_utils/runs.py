@@ -12,7 +12,6 @@ import copy
 import hashlib
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import torch
 from .data import CHECKOUT_DIR, user_cache_dir
 from .models import MLPDiscriminator, MLPGenerator
 from .train import generate, make_optimizer, train_gan
-from .utils import seed_everything
+from .utils import cpu_name, seed_everything
 
 CHECKPOINT_DIR_VARIABLE = "GAN_CHECKPOINT_DIR"
 
@@ -58,10 +57,7 @@ def hardware(device):
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), cpu)
-    return f"CPU ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return f"CPU ({cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 class Watcher:
@@ -91,6 +87,10 @@ class Watcher:
                 self.previous_best = self.best
                 self.best = {"epoch": epoch, "value": value, "G": copy.deepcopy(G.state_dict()),
                              "D": copy.deepcopy(D.state_dict())}
+        self._tick = time.perf_counter()
+
+    def start_clock(self):
+        """Count time from now (train_run calls it before training starts or resumes)."""
         self._tick = time.perf_counter()
 
     def best_models(self, G, D):
@@ -145,6 +145,6 @@ def train_run(G, D, data, *, name, settings, watcher, epochs, folder=None, progr
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.with_suffix(".json").is_file():   # the settings, for a person reading the folder
         path.with_suffix(".json").write_text(json.dumps(settings, indent=1, sort_keys=True, default=str))
-    watcher._tick = time.perf_counter()
+    watcher.start_clock()
     return train_gan(G, D, data, epochs=epochs, callback=callback, callback_every=len(data),
                      checkpoint_path=path, checkpoint_every=1, resume=True, progress=progress, **train_kwargs)

@@ -100,20 +100,15 @@ def run_summary(start, device):
     (a time.perf_counter() value), and the hardware that made the stored outputs (with the
     1-minute load average: a busy machine explains a slow run)."""
     import os
-    import platform
     import time
 
-    from .utils import get_profile
+    from .utils import cpu_name, get_profile
 
     device = torch.device(device)
     if device.type == "cuda":
         hardware = torch.cuda.get_device_name(device)
     else:
-        cpu = platform.processor() or platform.machine()
-        if os.path.exists("/proc/cpuinfo"):
-            with open("/proc/cpuinfo") as f:
-                cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-        hardware = f"{os.cpu_count()} CPU cores, {cpu}, {torch.get_num_threads()} torch thread(s)"
+        hardware = f"{os.cpu_count()} CPU cores, {cpu_name()}, {torch.get_num_threads()} torch thread(s)"
     load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
     return (f"profile {get_profile()}: {time.perf_counter() - start:.0f} s on {device} ({hardware}{load}), "
             f"torch {torch.__version__}")

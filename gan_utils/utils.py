@@ -9,6 +9,16 @@ PROFILE_VARIABLE = "GAN_PROFILE"
 PROFILES = ("real", "ci")
 
 
+def cpu_name():
+    """The CPU's model name (from /proc/cpuinfo on Linux, else what `platform` knows)."""
+    import platform
+    name = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            name = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), name)
+    return name
+
+
 def seed_everything(seed):
     """Seed Python's `random`, NumPy and torch (CPU and every GPU) with one number.
 
