@@ -14,7 +14,8 @@ from .data import (TensorBatches, ToyBatches, check_pixels, data_root, gaussian_
                    sample_gaussian_1d, sample_grid, sample_line_2d, sample_mixture_2d, sample_noise,
                    sample_ring, user_cache_dir)
 from .dirac import CONFIGS as DIRAC_CONFIGS, dirac_distances, dirac_gradients, dirac_trajectory, plot_dirac
-from .ensemble import BatchedMLP, mixture_sampler, toy_models, train_seeds, train_toy_seeds
+from .ensemble import (TOY_TRICKS, BatchedMLP, mixture_sampler, mixture_scores, toy_models, train_seeds,
+                       train_toy_seeds, wgan_k)
 from .fast import fast_steps
 from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
                      generator_loss_saturating, get_losses, gradient_penalty, hinge_loss, input_gradient_norms,
@@ -44,7 +45,7 @@ __all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "c
            "hinge_loss", "histogram_metrics", "input_gradient_norms", "install_debian_fashion_mnist",
            "kl_to_uniform", "ks_to_gaussian", "line_coverage", "line_distances", "load_checkpoint",
            "load_classifier", "load_images", "make_noise", "make_optimizer", "Maxout", "MaxoutDiscriminator",
-           "mean_line_distance", "MinibatchDiscrimination", "mixture_sampler", "mlp_gan", "MLPDiscriminator",
+           "mean_line_distance", "MinibatchDiscrimination", "mixture_sampler", "mixture_scores", "mlp_gan", "MLPDiscriminator",
            "MLPGenerator", "mnist_split", "MNISTClassifier", "mode_metrics", "nearest_neighbours", "new_history", "outputs_loss",
            "overlap_counts", "parzen_log_likelihoods", "parzen_score", "PARZEN_SIGMAS", "plot_1d", "plot_2d",
            "plot_d_outputs", "plot_dirac", "plot_generator_losses", "plot_losses", "plot_metrics", "r1_loss",
@@ -52,7 +53,7 @@ __all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "c
            "sample_line_2d", "sample_mixture_2d", "sample_noise", "sample_ring", "save_checkpoint",
            "save_gif", "seed_everything", "segment_distances", "settings_key", "setup_notebook",
            "show_images", "SnapshotCollector", "spectral_normalize", "step_functions", "TensorBatches",
-           "toy", "toy_models", "ToyBatches", "train_classifier", "train_gan", "train_run", "train_seeds",
+           "toy", "toy_models", "TOY_TRICKS", "ToyBatches", "train_classifier", "train_gan", "train_run", "train_seeds",
            "train_toy_seeds", "TrainingDiverged", "use_course_style", "user_cache_dir", "VirtualBatchNorm",
            "viz", "w1_to_gaussian", "wasserstein_1d", "Watcher", "wgan_critic_loss", "wgan_generator_loss",
-           "wgan_gp_loss", "__version__"]
+           "wgan_gp_loss", "wgan_k", "__version__"]

@@ -39,8 +39,9 @@ def generator_loss_nonsaturating(fake_logits):
 
 def feature_matching_loss(real_features, fake_features):
     """Feature matching (Salimans et al. 2016): L_G = || E_x f(x) - E_z f(G(z)) ||_2^2 on an
-    intermediate layer f of D. real_features: (N, F), fake_features: (M, F) -> scalar."""
-    return (real_features.mean(0) - fake_features.mean(0)).pow(2).sum()
+    intermediate layer f of D. real_features: (N, F), fake_features: (M, F) -> scalar; S seeds
+    batched, (S, N, F) and (S, M, F): the mean over seeds of each seed's loss."""
+    return (real_features.mean(-2) - fake_features.mean(-2)).pow(2).sum(-1).mean()
 
 
 def wgan_critic_loss(real_scores, fake_scores):
@@ -107,14 +108,20 @@ def get_losses(name="nonsaturating", real_label=1.0):
 
 
 # ----------------------------------------------------------------------------- gradient penalties
+# The leading dimensions of D's input that index examples: 1 for a batch (N, ...), 2 for S seeds'
+# batches (S, N, features) of a `ensemble.BatchedMLP`, which says so with `batch_dims = 2`.
+def _example_dims(D):
+    return getattr(D, "batch_dims", 1)
+
+
 def input_gradient_norms(D, x):
     """||grad_x D(x)||_2 for each example, with a graph so that a loss can be differentiated
     through it (a penalty on it trains D). D(x) is summed over the batch first: examples do not
     interact in D (no BatchNorm), so the gradient of the sum is each example's own gradient.
-    x: (N, ...) -> (N,)."""
+    x: (N, ...) -> (N,); for a batched D of S seeds (S, N, F) -> (S, N)."""
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
-    return grad.flatten(1).norm(dim=1)
+    return grad.flatten(_example_dims(D)).norm(dim=-1)
 
 
 def r1_penalty(D, real):
@@ -127,7 +134,8 @@ def gradient_penalty(D, real, fake):
     """WGAN-GP (Gulrajani et al. 2017): E_xhat (||grad D(xhat)|| - 1)^2 on random interpolates
     xhat = a x + (1 - a) G(z), a ~ U(0, 1) per example: a soft 1-Lipschitz constraint on the
     critic, where weight clipping was a hard and crude one. real, fake: (N, ...) -> scalar."""
-    a = torch.rand(len(real), *[1] * (real.ndim - 1), device=real.device, dtype=real.dtype)
+    n = _example_dims(D)
+    a = torch.rand(*real.shape[:n], *[1] * (real.ndim - n), device=real.device, dtype=real.dtype)
     xhat = a * real.detach() + (1 - a) * fake.detach()
     return (input_gradient_norms(D, xhat) - 1).pow(2).mean()
 
@@ -149,7 +157,7 @@ def r1_loss(gamma=10.0, real_label=1.0):
         real = real.detach().requires_grad_(True)
         real_out, fake_out = D(real), D(fake)
         (grad,) = torch.autograd.grad(real_out.sum(), real, create_graph=True)  # one forward for both
-        penalty = grad.flatten(1).pow(2).sum(1).mean()
+        penalty = grad.flatten(_example_dims(D)).pow(2).sum(-1).mean()
         return discriminator_loss(real_out, fake_out, real_label) + gamma / 2 * penalty, real_out, fake_out
     return GANLoss(d_loss, lambda D, fake, real: generator_loss_nonsaturating(D(fake)))
 

@@ -113,9 +113,9 @@ class MinibatchDiscrimination(nn.Module):
         self.T = nn.Parameter(0.1 * torch.randn(in_features, kernels * kernel_dim))
 
     def forward(self, x):
-        m = (x @ self.T).view(-1, self.kernels, self.kernel_dim)        # (N, B, C)
-        l1 = (m[:, None] - m[None, :]).abs().sum(3)                     # (N, N, B)
-        return torch.cat([x, torch.exp(-l1).sum(1)], dim=1)
+        m = (x @ self.T).view(-1, self.kernels, self.kernel_dim).transpose(0, 1)   # (B, N, C)
+        l1 = torch.cdist(m, m, p=1)                                    # (B, N, N): ||M_i,b - M_j,b||_1
+        return torch.cat([x, torch.exp(-l1).sum(2).t()], dim=1)
 
 
 class MLPDiscriminator(nn.Module):

@@ -246,3 +246,76 @@ def test_a_batched_seed_trains_as_the_same_seed_alone(device):
     for p_batched, p_alone in zip(Ds[1].parameters(), D.parameters()):
         assert torch.allclose(p_batched, p_alone, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(Gs[0].net[0].weight, Gs[1].net[0].weight)  # seeds 3 and 5 differ
+
+
+def _batched_toy_ds(device, seeds=(0, 1), **variant):
+    from gan_utils import ensemble
+
+    Ds = [ensemble.toy_models(s, device, **variant)[1] for s in seeds]
+    return Ds, ensemble.BatchedMLP(Ds, nn.LeakyReLU(0.2))
+
+
+def test_batched_penalties_are_each_seeds_mean(device):
+    """R1, the gradient penalty and feature matching see S seeds' batches (S, N, 2): per example
+    gradient norms, and the mean over seeds of each seed's own value."""
+    Ds, D = _batched_toy_ds(device)
+    torch.manual_seed(1)
+    real, fake = torch.randn(2, 6, 2, device=device), torch.randn(2, 6, 2, device=device)
+    norms = gu.input_gradient_norms(D, real)
+    assert norms.shape == (2, 6)
+    for s in range(2):
+        assert torch.allclose(norms[s], gu.input_gradient_norms(Ds[s], real[s]), atol=1e-6)
+    r1 = gu.r1_loss(gamma=0.1)
+    alone = [r1.d_loss(Ds[s], real[s], fake[s])[0] for s in range(2)]
+    assert torch.allclose(r1.d_loss(D, real, fake)[0], sum(alone) / 2, atol=1e-6)
+    # with fake = real every interpolate is the real point, whatever the random mixing weights
+    gp = [gu.gradient_penalty(Ds[s], real[s], real[s]) for s in range(2)]
+    assert torch.allclose(gu.gradient_penalty(D, real, real), sum(gp) / 2, atol=1e-6)
+    fm = [gu.feature_matching_loss(Ds[s].features(real[s]), Ds[s].features(fake[s])) for s in range(2)]
+    assert torch.allclose(gu.feature_matching_loss(D.features(real), D.features(fake)), sum(fm) / 2, atol=1e-6)
+
+
+def test_batched_packed_and_spectral_discriminators_match_their_modules(device):
+    Ds, D = _batched_toy_ds(device, pack=4)
+    x = torch.randn(2, 8, 2, device=device)
+    assert D(x).shape == (2, 2, 1)
+    for s in range(2):
+        assert torch.allclose(D(x)[s], Ds[s](x[s]), atol=1e-6)
+    Ds, D = _batched_toy_ds(device, spectral=True)
+    for _ in range(20):                          # training mode: one power iteration per forward pass
+        out = D(x)
+        ref = [Ds[s](x[s]) for s in range(2)]
+    for s in range(2):
+        assert torch.allclose(out[s], ref[s], atol=1e-5)
+    D.eval()
+    for i in range(len(D.weights)):
+        sigmas = torch.linalg.matrix_norm(D._weight(i).detach(), ord=2)
+        assert torch.allclose(sigmas, torch.ones_like(sigmas), atol=0.02)
+
+
+@pytest.mark.parametrize("trick", ["GAN", "label smoothing", "feature matching", "minibatch discrimination",
+                                   "TTUR", "PacGAN4", "spectral norm", "R1", "WGAN", "WGAN-GP"])
+def test_every_toy_trick_trains(trick, device):
+    from gan_utils import ensemble
+
+    steps = {"k": []}
+    Gs, Ds, history = ensemble.train_toy_seeds([0, 1], gu.grid_centers(), 0.05, 2, device=device, trick=trick,
+                                               batch_size=32, record=lambda step, s, G: steps["k"].append(step),
+                                               record_every=1)
+    alone = trick == "minibatch discrimination"        # not batched: each seed trains alone
+    assert steps["k"] == ([0, 1, 2, 0, 1, 2] if alone else [0, 0, 1, 1, 2, 2])
+    assert history["loss_d"].shape == (2,)
+    assert torch.isfinite(history["loss_d"]).all() and torch.isfinite(history["loss_g"]).all()
+    untrained = ensemble.toy_models(0, device)[0]
+    assert not torch.allclose(Gs[0].net[0].weight, untrained.net[0].weight)
+    if trick == "WGAN":                          # clipped critic
+        assert max(p.abs().max().item() for p in Ds[0].parameters()) <= 0.01 + 1e-7
+
+
+def test_minibatch_discrimination_is_the_papers_formula(device):
+    torch.manual_seed(0)
+    layer = gu.MinibatchDiscrimination(6, kernels=4, kernel_dim=3).to(device)
+    x = torch.randn(7, 6, device=device)
+    m = (x @ layer.T).view(7, 4, 3)
+    naive = torch.exp(-(m[:, None] - m[None, :]).abs().sum(3)).sum(1)      # o(x_i)_b = sum_j c_b(x_i, x_j)
+    assert torch.allclose(layer(x)[:, 6:], naive, atol=1e-5)

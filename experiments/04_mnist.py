@@ -1,0 +1,115 @@
+"""Notebook 04's MNIST table: notebook 03's MLP GAN with each trick that applies to it, 3 seeds,
+one budget of G steps, on the paper's protocol (train[0:50000]).
+
+    GAN_DATA_DIR=../shared/mnist-full python experiments/04_mnist.py --threads 1
+    GAN_DATA_DIR=../shared/mnist-full python experiments/04_mnist.py --tricks GAN "spectral norm" --seeds 0
+
+The baseline is notebook 03's main setting: G 4 x (Linear, BatchNorm, ReLU) + Linear + Sigmoid,
+D 3 x (Linear, LeakyReLU) + Linear, noise 64, batch 128, Adam 2e-4 betas (0.5, 0.999), the
+non-saturating loss. Each trick changes one thing (see TRICKS). Every run trains `--epochs`
+epochs (390 G steps each) through `gan_utils.train_run`, so it checkpoints every epoch and an
+interrupted run resumes; the validation Fréchet distance of 1,000 samples is recorded every epoch.
+The generator of the last epoch is evaluated as in notebook 03 (`gan_utils.evaluate_generator`:
+10,000 samples; modes and KL of the classifier's histogram, Fréchet distance against the 10,000
+test images, Parzen log-likelihood). WGAN and WGAN-GP are left out here: with 5 critic steps per
+G step (and a gradient penalty) one run costs 5-10 times the baseline's; they are measured on
+the 2D mixtures (experiments/04_mixtures.py).
+
+Results: experiments/results/04_mnist.json (one entry per trick and seed, written when done;
+rerunning skips them) and 04_mnist.png (seed 0's samples of each trick).
+"""
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+import gan_utils as gu
+
+HERE = Path(__file__).resolve().parent
+# name -> what changes from the baseline: "loss" (a name or GANLoss), "lr_g"/"lr_d", "D"/"G" builders
+TRICKS = {
+    "GAN": {},
+    "label smoothing": {"loss": gu.get_losses("nonsaturating", real_label=0.9)},
+    "feature matching": {"loss": "feature_matching"},
+    "minibatch discrimination": {"D": lambda: gu.MLPDiscriminator(minibatch_kernels=16)},
+    "virtual batch norm": {"G": lambda: gu.MLPGenerator(noise_dim=64, norm="virtual")},
+    "maxout D": {"D": lambda: gu.MaxoutDiscriminator()},
+    "PacGAN2": {"D": lambda: gu.MLPDiscriminator(pack=2)},
+    "TTUR": {"lr_g": 1e-4, "lr_d": 4e-4},
+    "spectral norm": {"D": lambda: gu.spectral_normalize(gu.MLPDiscriminator())},
+    "R1": {"loss": gu.r1_loss(gamma=10.0)},
+}
+
+
+def build(trick, seed, device):
+    """(G, D, opt_g, opt_d, loss) of a trick, initialized from `seed`."""
+    t = TRICKS[trick]
+    gu.seed_everything(seed)
+    G = (t.get("G") or (lambda: gu.MLPGenerator(noise_dim=64)))().to(device)
+    D = (t.get("D") or (lambda: gu.MLPDiscriminator()))().to(device)
+    if t.get("G"):      # virtual batch norm: a fixed reference batch of noise, chosen once
+        G.set_reference(torch.randn(128, 64, generator=torch.Generator().manual_seed(seed)).to(device))
+    opt_g = gu.make_optimizer(G, lr=t.get("lr_g", 2e-4), betas=(0.5, 0.999))
+    opt_d = gu.make_optimizer(D, lr=t.get("lr_d", 2e-4), betas=(0.5, 0.999))
+    return G, D, opt_g, opt_d, t.get("loss", "nonsaturating")
+
+
+def run(trick, seed, epochs, split, classifier, device):
+    f_valid = gu.classifier_features(split["x_valid"][:1000], classifier)
+    z_eval = torch.randn(1000, 64, generator=torch.Generator().manual_seed(1)).to(device)
+    z_fixed = torch.randn(64, 64, generator=torch.Generator().manual_seed(123)).to(device)
+    data = gu.TensorBatches(split["x_train"].to(device), 128)
+    G, D, opt_g, opt_d, loss = build(trick, seed, device)
+    watch = gu.Watcher(z_fixed, lambda G: gu.generator_scores(G, z_eval, f_valid, classifier), len(data))
+    settings = {"experiment": "04_mnist", "trick": trick, "seed": seed, "epochs": epochs,
+                "data": split["protocol"], "n_train": len(split["x_train"])}
+    history = gu.train_run(G, D, data, name="04_mnist", settings=settings, watcher=watch, epochs=epochs,
+                           noise=gu.make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d, loss=loss,
+                           progress=False)
+    t0 = time.perf_counter()
+    e = gu.evaluate_generator(G, split, classifier)
+    return {"trick": trick, "seed": seed, "epochs": epochs, "steps": history["step"][-1],
+            "train_minutes": watch.seconds / 60, "eval_seconds": time.perf_counter() - t0,
+            "modes": e["hist"]["modes_covered"], "kl": e["hist"]["kl_to_uniform"], "counts": e["counts"].tolist(),
+            "frechet": e["fd"]["frechet"], "real_vs_real": e["fd"]["real_vs_real"],
+            "parzen": e["parzen"]["ll"], "parzen_se": e["parzen"]["se"],
+            "valid_frechet": {str(k): v["frechet"] for k, v in sorted(watch.scores.items())},
+            "samples": (e["samples"][:36] * 255).round().to(torch.uint8).flatten().tolist(),
+            "hardware": watch.trained_on, "torch": torch.__version__}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tricks", nargs="+", default=list(TRICKS), choices=list(TRICKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="04_mnist.json")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = gu.get_device()
+    split = gu.mnist_split()
+    classifier = gu.load_classifier(split, device=device, verbose=False)
+    out = HERE / "results" / args.out
+    for seed in args.seeds:
+        for trick in args.tricks:
+            results = json.loads(out.read_text()) if out.exists() else {}
+            key = f"{trick}/{seed}/{args.epochs}"
+            if key in results:
+                continue
+            r = run(trick, seed, args.epochs, split, classifier, device)
+            print(f"{key}: modes {r['modes']}, KL {r['kl']:.3f}, FD {r['frechet']:.1f}, Parzen {r['parzen']:.1f}, "
+                  f"{r['train_minutes']:.1f} + {r['eval_seconds'] / 60:.1f} min", flush=True)
+            results = json.loads(out.read_text()) if out.exists() else {}
+            results[key] = r
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(results))
+            tmp.replace(out)
+
+
+if __name__ == "__main__":
+    main()
