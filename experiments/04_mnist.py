@@ -19,6 +19,7 @@ Results: experiments/results/04_mnist.json (one entry per trick and seed, writte
 rerunning skips them) and 04_mnist.png (seed 0's samples of each trick).
 """
 import argparse
+import base64
 import json
 import os
 import time
@@ -57,6 +58,11 @@ def build(trick, seed, device):
     return G, D, opt_g, opt_d, t.get("loss", "nonsaturating")
 
 
+def encode_images(images):
+    """(N, 1, 28, 28) in [0, 1] -> base64 of their uint8 pixels (the JSON stays small)."""
+    return base64.b64encode((images * 255).round().to(torch.uint8).numpy().tobytes()).decode()
+
+
 def run(trick, seed, epochs, split, classifier, device):
     f_valid = gu.classifier_features(split["x_valid"][:1000], classifier)
     z_eval = torch.randn(1000, 64, generator=torch.Generator().manual_seed(1)).to(device)
@@ -77,7 +83,7 @@ def run(trick, seed, epochs, split, classifier, device):
             "frechet": e["fd"]["frechet"], "real_vs_real": e["fd"]["real_vs_real"],
             "parzen": e["parzen"]["ll"], "parzen_se": e["parzen"]["se"],
             "valid_frechet": {str(k): v["frechet"] for k, v in sorted(watch.scores.items())},
-            "samples": (e["samples"][:36] * 255).round().to(torch.uint8).flatten().tolist(),
+            "samples_b64": encode_images(e["samples"][:25]),
             "hardware": watch.trained_on, "torch": torch.__version__}
 
 

@@ -319,3 +319,12 @@ def test_minibatch_discrimination_is_the_papers_formula(device):
     m = (x @ layer.T).view(7, 4, 3)
     naive = torch.exp(-(m[:, None] - m[None, :]).abs().sum(3)).sum(1)      # o(x_i)_b = sum_j c_b(x_i, x_j)
     assert torch.allclose(layer(x)[:, 6:], naive, atol=1e-5)
+
+
+def test_mixture_scores_use_the_seeds_fixed_noise(device):
+    G = gu.toy_models(0, device)[0]
+    x, scores = gu.mixture_scores(G, gu.ring_centers(8), 0.02, seed=3, n=100)
+    y, _ = gu.mixture_scores(G, gu.ring_centers(8), 0.02, seed=3, n=100)
+    assert x.shape == (100, 2) and x.device.type == "cpu" and torch.equal(x, y)
+    assert not torch.equal(x, gu.mixture_scores(G, gu.ring_centers(8), 0.02, seed=4, n=100)[0])
+    assert set(scores) == {"modes_covered", "modes_min_count", "high_quality", "kl_to_uniform"}
