@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .data import ToyBatches
-from .losses import get_losses, r1_loss, wgan_gp_loss
+from .losses import clip_weights, get_losses, r1_loss, wgan_gp_loss
 from .metrics import mode_metrics
 from .models import MLPDiscriminator, MLPGenerator, spectral_normalize
 from .train import _k_schedule, generate, make_optimizer, train_gan
@@ -154,10 +154,8 @@ def train_seeds(G, D, sample_real, generators, *, steps, opt_g, opt_d, batch_siz
             opt_d.zero_grad(set_to_none=True)
             (S * loss_d).backward()
             opt_d.step()
-            if clip_value is not None:
-                with torch.no_grad():
-                    for p in D.parameters():
-                        p.clamp_(-clip_value, clip_value)
+            if clip_value is not None:             # WGAN: keep the critic's weights in [-c, c]
+                clip_weights(D, clip_value)
         loss_g = loss.g_loss(D, G(noise()), real)
         opt_g.zero_grad(set_to_none=True)
         (S * loss_g).backward()
