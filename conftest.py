@@ -13,7 +13,7 @@ if "GAN_DATA_DIR" not in os.environ and _shared.is_dir():
     os.environ["GAN_DATA_DIR"] = str(_shared)
 os.environ.setdefault("GAN_CHECKPOINT_DIR", tempfile.mkdtemp(prefix="gan-course-checkpoints-"))
 
-MNIST_NOTEBOOKS = ("03_mnist_mlp_gan.ipynb",)
+MNIST_NOTEBOOKS = ("03_mnist_mlp_gan.ipynb", "05_dcgan.ipynb")
 
 
 def _devices():

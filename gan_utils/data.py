@@ -103,14 +103,21 @@ class TensorBatches:
     ``for real in TensorBatches(images, 128): ...`` yields (batch_size, *item_shape) slices;
     each pass is one epoch in a new random order (torch's global RNG), the last partial batch
     is dropped. Indexing one preloaded tensor avoids the per-image cost of a DataLoader.
+    labels (N,) int64: yield (images, labels) pairs instead, for a conditional GAN (`train_gan`
+    passes the labels to G and D).
     """
 
-    def __init__(self, data, batch_size, shuffle=True):
+    def __init__(self, data, batch_size, shuffle=True, labels=None):
         if not torch.is_tensor(data) or data.ndim < 2:
             raise ValueError("data must be a tensor of shape (N, ...) with one example per row")
         if not 1 <= batch_size <= len(data):
             raise ValueError(f"batch_size must be between 1 and the {len(data)} examples, got {batch_size}")
-        self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
+        if labels is not None and (not torch.is_tensor(labels) or labels.shape != (len(data),)
+                                   or labels.dtype.is_floating_point or labels.device != data.device):
+            raise ValueError(f"labels must be an integer tensor of shape ({len(data)},) on {data.device}, one class "
+                             f"per example, got {labels.dtype if torch.is_tensor(labels) else type(labels).__name__} "
+                             f"{tuple(labels.shape) if torch.is_tensor(labels) else ''}")
+        self.data, self.batch_size, self.shuffle, self.labels = data, batch_size, shuffle, labels
 
     def __len__(self):
         return len(self.data) // self.batch_size
@@ -119,10 +126,8 @@ class TensorBatches:
         n = len(self) * self.batch_size
         order = torch.randperm(len(self.data), device=self.data.device) if self.shuffle else None
         for start in range(0, n, self.batch_size):
-            if order is None:
-                yield self.data[start:start + self.batch_size]
-            else:
-                yield self.data[order[start:start + self.batch_size]]
+            idx = slice(start, start + self.batch_size) if order is None else order[start:start + self.batch_size]
+            yield self.data[idx] if self.labels is None else (self.data[idx], self.labels[idx])
 
 
 class ToyBatches:
@@ -305,6 +310,9 @@ def _load_files(dataset, train, root, download):
     """Find (downloading if allowed) the files of one split. Returns (files or None, split, error)."""
     raw_dir = root / DATASETS[dataset] / "raw"
     files = _find_split(raw_dir, "train" if train else "t10k")
+    installed = user_cache_dir() / DATASETS[dataset] / "raw"       # install_debian_fashion_mnist's default
+    if files is None and dataset == "fashion_mnist" and installed != raw_dir:
+        files = _find_split(installed, "train" if train else "t10k")
     error = None
     if files is None and download:
         try:
@@ -375,7 +383,8 @@ def _root_source(root):
     return "the root argument" if root != data_root() else "the default (GAN_DATA_DIR unset)"
 
 
-def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000, seed=2014, download=True):
+def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000, seed=2014, download=True,
+                dataset="mnist"):
     """The data of the paper's protocol, with no image both trained on and scored.
 
     paper   (MNIST training split present): train = train[0:50000], valid = train[50000:51000]
@@ -386,12 +395,13 @@ def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000
     idx_train, idx_valid, idx_test (int64 indices into their source split), source (which official
     split each part comes from), protocol ('paper' or 'offline') and note (one line saying so).
     root, download: as in `load_images` (download=True tries torchvision's download first).
+    dataset='fashion_mnist': the same cuts of Fashion-MNIST, protocol 'fashion_paper' or 'fashion_offline'.
     """
     with warnings.catch_warnings():  # the fallback to the test split is stated in 'note'
         warnings.simplefilter("ignore", UserWarning)
-        x, y, info = load_images("mnist", train=True, root=root, scale="01", download=download)
+        x, y, info = load_images(dataset, train=True, root=root, scale="01", download=download)
     if info["split"] == "train":
-        xt, yt, _ = load_images("mnist", train=False, root=root, scale="01", download=download)
+        xt, yt, _ = load_images(dataset, train=False, root=root, scale="01", download=download)
         idx = {"train": torch.arange(0, 50000), "valid": torch.arange(50000, 51000), "test": torch.arange(len(xt))}
         parts = {"train": (x, y), "valid": (x, y), "test": (xt, yt)}
         source = {"train": "train", "valid": "train", "test": "test"}
@@ -408,7 +418,9 @@ def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000
         protocol, note = "offline", (f"offline protocol (no MNIST training split here): the 10,000 TEST images, "
                                      f"permuted with seed {seed}, split into {n_train} train / {n_valid} "
                                      f"validation / {n_test} scored; no scored image is trained on")
-    out = {"protocol": protocol, "note": note, "source": source}
+    if dataset != "mnist":
+        protocol, note = f"fashion_{protocol}", note.replace("MNIST", "Fashion-MNIST")
+    out = {"protocol": protocol, "note": note, "source": source, "dataset": dataset}
     for k, (images, labels) in parts.items():
         out[f"x_{k}"], out[f"y_{k}"] = images[idx[k]].to(device), labels[idx[k]].to(device)
         out[f"idx_{k}"] = idx[k]
@@ -417,11 +429,12 @@ def mnist_split(root=None, device="cpu", n_train=8000, n_valid=1000, n_test=1000
 
 def install_debian_fashion_mnist(root=None, source=DEBIAN_FASHION_DIR):
     """Decompress Debian's Fashion-MNIST (apt-get install dataset-fashion-mnist) into
-    <root>/FashionMNIST/raw, where `load_images('fashion_mnist')` and torchvision find it."""
+    <root>/FashionMNIST/raw, root defaulting to the writable per-user `user_cache_dir()` (the data
+    root may be read-only), where `load_images('fashion_mnist')` finds it whatever the data root."""
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source} does not exist: run `apt-get install dataset-fashion-mnist`")
-    raw_dir = data_root(root) / "FashionMNIST" / "raw"
+    raw_dir = Path(root or user_cache_dir()).expanduser() / "FashionMNIST" / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     for gz in sorted(source.glob("*-ubyte.gz")):
         target = raw_dir / gz.name[:-3]

@@ -51,6 +51,10 @@ def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, clip_value=None, v
     if device.type != "cuda":
         _say(verbose, f"fast path: no CUDA graphs on {device.type}; training eagerly with d_step/g_step")
         return eager
+    if not torch.is_tensor(real_example):
+        _say(verbose, "fast path: (images, labels) batches of a conditional GAN are not captured; "
+                      "training eagerly with d_step/g_step")
+        return eager
     saved = _snapshot(G, D, opt_g, opt_d, device)
     start, stream = time.perf_counter(), torch.cuda.current_stream(device)
     try:

@@ -208,16 +208,20 @@ def classifier_frechet(generated, real, baseline, classifier=None):
             "real_vs_real": frechet_distance(classifier_features(baseline, classifier), f_real)}
 
 
-def generator_scores(G, z, real_features, classifier=None):
+def generator_scores(G, z, real_features, classifier=None, y=None):
     """Quick scores of G on fixed noise z (N, noise_dim), for comparing runs while they train:
     'modes' covered and 'kl' to uniform of the class histogram of G(z), and 'frechet', the
     Fréchet distance of their classifier features to `real_features` (M, 64), e.g. of the
-    validation images. Returns a dict of three numbers."""
+    validation images. A conditional G gets labels y (N,) int64, and 'accuracy' too: the
+    fraction of G(z, y) the classifier puts in class y. Returns a dict of numbers."""
     from .train import generate
     classifier = _classifier(classifier)
-    logits, feats = _classify(generate(G, z), classifier, 1000, "generator_scores")
+    logits, feats = _classify(generate(G, z, y), classifier, 1000, "generator_scores")
     h = histogram_metrics(np.bincount(logits.argmax(1).numpy(), minlength=10))
-    return {"modes": h["modes_covered"], "kl": h["kl_to_uniform"], "frechet": frechet_distance(feats, real_features)}
+    out = {"modes": h["modes_covered"], "kl": h["kl_to_uniform"], "frechet": frechet_distance(feats, real_features)}
+    if y is not None:
+        out["accuracy"] = float((logits.argmax(1) == y.cpu()).double().mean())
+    return out
 
 
 PARZEN_SIGMAS = tuple(np.logspace(-1, 0, 10))

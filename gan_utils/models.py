@@ -238,16 +238,20 @@ def _check_labels(y, n, n_classes, who):
 class DCGANGenerator(nn.Module):
     """DCGAN generator: project z to a small feature map with a transposed conv, then stride-2
     transposed convs (kernel 4) that double the size, BatchNorm + ReLU after each but the last,
-    Tanh output in [-1, 1]. upsample=True replaces each stride-2 transposed conv by nearest
-    upsampling + 3x3 conv (no checkerboard artifacts, Odena et al. 2016).
+    Tanh output in [-1, 1] (pixels='-11', for data scaled to [-1, 1]) or (Tanh + 1) / 2 in [0, 1]
+    (pixels='01', the course's pixel range, which its classifier and metrics read).
+    upsample=True replaces each stride-2 transposed conv by nearest upsampling + 3x3 conv (no checkerboard artifacts, Odena et al. 2016).
     n_classes > 0: a conditional G (Mirza & Osindero 2014); the label's learned embedding
     (embed_dim values) is concatenated to z, and the same conv stack follows.
     z: (N, noise_dim), y: int64 (N,) labels in [0, n_classes) -> (N, channels, image_size, image_size)."""
 
     def __init__(self, noise_dim=100, channels=1, image_size=28, width=64, upsample=False, n_classes=0,
-                 embed_dim=50):
+                 embed_dim=50, pixels="-11"):
         super().__init__()
+        if pixels not in ("-11", "01"):
+            raise ValueError(f"pixels must be '-11' (Tanh, data in [-1, 1]) or '01' (data in [0, 1]), got {pixels!r}")
         start, n_up = _dcgan_sizes(image_size)
+        self.pixels = pixels
         self.noise_dim, self.n_classes = noise_dim, n_classes
         self.embed = nn.Embedding(n_classes, embed_dim) if n_classes else None
         c = width * 2 ** (n_up - 1) if n_up > 1 else width
@@ -271,7 +275,8 @@ class DCGANGenerator(nn.Module):
         h = z.reshape(len(z), self.noise_dim)
         if self.embed is not None:
             h = torch.cat([h, self.embed(y.long())], dim=1)
-        return self.net(h[:, :, None, None])
+        x = self.net(h[:, :, None, None])
+        return (x + 1) / 2 if self.pixels == "01" else x
 
 
 class DCGANDiscriminator(nn.Module):
@@ -279,17 +284,22 @@ class DCGANDiscriminator(nn.Module):
     BatchNorm on every layer but the first, then one conv over the whole small map to a logit.
     norm: 'batch', 'layer' (GroupNorm with one group, per example) or None; a WGAN-GP critic
     needs 'layer' or None, since its penalty treats each example on its own.
-    n_classes > 0: a projection discriminator (Miyato & Koyama 2018), logit(x) + <embed(y), features(x)>,
-    with a learned embedding per class, N(0, 0.02) at first like the head.
+    n_classes > 0, conditioning='projection': a projection discriminator (Miyato & Koyama 2018),
+    logit(x) + <embed(y), features(x)>, with a learned embedding per class, N(0, 0.02) at first like
+    the head; conditioning='concat': the label as input (Mirza & Osindero 2014), a learned
+    image_size x image_size map per class concatenated to x as one more channel.
     x: (N, channels, image_size, image_size), y: int64 (N,) labels in [0, n_classes) -> (N, 1)."""
 
-    def __init__(self, channels=1, image_size=28, width=64, norm="batch", n_classes=0):
+    def __init__(self, channels=1, image_size=28, width=64, norm="batch", n_classes=0, conditioning="projection"):
         super().__init__()
         if norm not in ("batch", "layer", None):
             raise ValueError(f"norm must be 'batch', 'layer' or None, got {norm!r}")
+        if conditioning not in ("projection", "concat"):
+            raise ValueError(f"conditioning must be 'projection' or 'concat', got {conditioning!r}")
         start, n_down = _dcgan_sizes(image_size)
         self.in_shape = (channels, image_size, image_size)
-        layers, c_in, c = [], channels, width
+        concat = bool(n_classes) and conditioning == "concat"
+        layers, c_in, c = [], channels + concat, width
         for i in range(n_down):
             layers.append(nn.Conv2d(c_in, c, 4, 2, 1, bias=False))
             if i > 0 and norm is not None:
@@ -299,21 +309,25 @@ class DCGANDiscriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(c_in, 1, start, 1, 0)
         self.n_classes = n_classes
-        self.embed = nn.Embedding(n_classes, c_in * start * start) if n_classes else None
+        self.embed = nn.Embedding(n_classes, c_in * start * start) if n_classes and not concat else None
+        self.label_map = nn.Embedding(n_classes, image_size * image_size) if concat else None
         self.apply(dcgan_init)
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
-    def features(self, x):
-        """The last feature map, flattened: (N, C * start * start)."""
+    def features(self, x, y=None):
+        """The last feature map, flattened: (N, C * start * start). A 'concat' D needs the labels y."""
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"DCGANDiscriminator expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
                              f"got {tuple(x.shape)}")
+        if self.label_map is not None:
+            _check_labels(y, len(x), self.n_classes, "DCGANDiscriminator")
+            x = torch.cat([x, self.label_map(y.long()).view(len(x), 1, *x.shape[2:])], dim=1)
         return self.body(x).flatten(1)
 
     def forward(self, x, y=None):
-        h = self.features(x)
         _check_labels(y, len(x), self.n_classes, "DCGANDiscriminator")
+        h = self.features(x, y)
         c = h.shape[1] // (self.head.kernel_size[0] ** 2)
         logit = self.head(h.view(len(x), c, *self.head.kernel_size)).view(-1, 1)
         if self.embed is None:

@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 
 from .data import CHECKOUT_DIR, user_cache_dir
-from .models import MLPDiscriminator, MLPGenerator
+from .classifier import load_classifier
+from .data import TensorBatches, make_noise
+from .metrics import checkerboard_score, classifier_features, generator_scores
+from .models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from .train import generate, make_optimizer, train_gan
 from .utils import cpu_name, seed_everything
 
@@ -32,6 +35,56 @@ def mlp_gan(noise_dim=64, lr=2e-4, betas=(0.5, 0.999), seed=0, device="cpu"):
     G = MLPGenerator(noise_dim=noise_dim).to(device)
     D = MLPDiscriminator().to(device)
     return G, D, make_optimizer(G, lr=lr, betas=betas), make_optimizer(D, lr=lr, betas=betas)
+
+
+def dcgan(noise_dim=64, width=16, upsample=False, n_classes=0, lr=2e-4, betas=(0.5, 0.999), seed=0, device="cpu",
+          conditioning="concat"):
+    """(G, D, opt_g, opt_d): notebook 05's DCGAN for 28 x 28 images with pixels in [0, 1] (G's Tanh
+    rescaled, pixels='01'), Adam for both players; n_classes=10: the conditional pair (label
+    embedding in G; D with the label map as an input channel, or conditioning='projection').
+    The same seed gives the same initial weights."""
+    seed_everything(seed)
+    G = DCGANGenerator(noise_dim, width=width, upsample=upsample, n_classes=n_classes, pixels="01").to(device)
+    D = DCGANDiscriminator(width=width, n_classes=n_classes, conditioning=conditioning).to(device)
+    return G, D, make_optimizer(G, lr=lr, betas=betas), make_optimizer(D, lr=lr, betas=betas)
+
+
+def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, conditional=False, lr=2e-4,
+              betas=(0.5, 0.999), seed=0, classifier=None, device="cpu", progress=True, folder=None,
+              conditioning="concat"):
+    """Train notebook 05's DCGAN (`dcgan`) on split['x_train'] with batch 128, noise 64 and the
+    non-saturating loss, through `train_run` (checkpointed, resumed, reloaded when done).
+    Every epoch the Watcher keeps 100 fixed-noise samples (conditional: digits 0-9, ten each,
+    one row per digit) and scores 1,000 fixed-noise samples: modes, kl, frechet (to the validation
+    images), the checkerboard score 'checker_db' and 'nyquist_db' (`checkerboard_score`, stride 4),
+    and for a conditional G the 'accuracy' of its requested labels (100 per digit); conditioning:
+    how its D reads the label ('concat' or 'projection', see DCGANDiscriminator).
+    Returns (G, D, watcher, history)."""
+    classifier = classifier if classifier is not None else load_classifier(split, device=device, verbose=False)
+    settings = {"data": split["protocol"], "n_train": len(split["x_train"]), "seed": seed, "noise_dim": 64,
+                "batch": 128, "model": "dcgan", "width": width, "upsample": upsample, "conditional": conditional,
+                "lr": lr, "betas": list(betas), "loss": "nonsaturating", "epochs": epochs, "n_eval": 1000}
+    if conditional:
+        settings["conditioning"] = conditioning
+    z_eval = torch.randn(1000, 64, generator=torch.Generator().manual_seed(1)).to(device)
+    z_fixed = torch.randn(100, 64, generator=torch.Generator().manual_seed(123)).to(device)
+    y_eval = torch.arange(10, device=device).repeat(100) if conditional else None
+    y_fixed = torch.arange(10, device=device).repeat_interleave(10) if conditional else None
+    f_valid = classifier_features(split["x_valid"][:1000], classifier)
+
+    def score(G):
+        out = generator_scores(G, z_eval, f_valid, classifier, y=y_eval)
+        checker = checkerboard_score(generate(G, z_eval, y_eval), 4)
+        return {**out, "checker_db": checker["mean_db"], "nyquist_db": checker["nyquist_db"]}
+
+    G, D, opt_g, opt_d = dcgan(64, width, upsample, 10 if conditional else 0, lr, betas, seed, device, conditioning)
+    x = split["x_train"].to(device)
+    data = TensorBatches(x, 128, labels=split["y_train"].to(device) if conditional else None)
+    watcher = Watcher(z_fixed, score, len(data), y_fixed=y_fixed)
+    history = train_run(G, D, data, name=name, settings=settings, watcher=watcher, epochs=epochs, folder=folder,
+                        progress=progress, noise=make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d,
+                        loss="nonsaturating")
+    return G, D, watcher, history
 
 
 def settings_key(settings):
@@ -65,10 +118,11 @@ class Watcher:
     `snapshots[epoch]`, G(z_fixed) as uint8 (N, C, H, W); `scores[epoch]` = score(G), a dict,
     every `eval_every` epochs and at epoch 1; and `best`, the epoch, score and state_dicts of G and
     D with the lowest score[monitor] (early stopping; epoch 0, the untrained G, never counts).
+    A conditional G draws its snapshots for the labels y_fixed (N,).
     `seconds` adds up the wall time between calls: training plus scoring, across restarts."""
 
-    def __init__(self, z_fixed, score, steps_per_epoch, eval_every=1, monitor="frechet"):
-        self.z_fixed, self.score, self.steps_per_epoch = z_fixed, score, steps_per_epoch
+    def __init__(self, z_fixed, score, steps_per_epoch, eval_every=1, monitor="frechet", y_fixed=None):
+        self.z_fixed, self.score, self.steps_per_epoch, self.y_fixed = z_fixed, score, steps_per_epoch, y_fixed
         self.eval_every, self.monitor = eval_every, monitor
         self.snapshots, self.scores, self.seconds, self.trained_on = {}, {}, 0.0, None
         self.best = self.previous_best = {"epoch": None, "value": float("inf")}
@@ -79,7 +133,7 @@ class Watcher:
         if self._tick is not None:
             self.seconds += now - self._tick
         epoch = step // self.steps_per_epoch
-        self.snapshots[epoch] = (generate(G, self.z_fixed) * 255).round().to(torch.uint8).cpu()
+        self.snapshots[epoch] = (generate(G, self.z_fixed, self.y_fixed) * 255).round().to(torch.uint8).cpu()
         if epoch % self.eval_every == 0 or epoch == 1:
             self.scores[epoch] = self.score(G)
             value = self.scores[epoch][self.monitor]

@@ -34,27 +34,54 @@ def make_optimizer(model, name="adam", lr=2e-4, **kwargs):
 
 
 @torch.no_grad()
-def generate(G, z):
+def generate(G, z, y=None):
     """G's samples for noise z in evaluation mode (BatchNorm uses running statistics), without
-    building a graph; G goes back to the mode it was in. z: (N, noise_dim) -> (N, ...)."""
+    building a graph; G goes back to the mode it was in. z: (N, noise_dim) -> (N, ...);
+    y: (N,) int64 labels for a conditional G (G(z, y)), None otherwise."""
     was_training = G.training
     G.eval()
-    out = G(z)
+    out = G(z) if y is None else G(z, y)
     G.train(was_training)
     return out
 
 
-BATCH_HELP = ("train_gan wants each batch to be a tensor of images (m, ...), got a {}: a DataLoader of "
-              "(images, labels)? Preload the images and pass gan_utils.TensorBatches(images, batch_size), or "
-              "drop the labels: data = [x for x, _ in loader] (re-iterable; same order every epoch).")
+BATCH_HELP = ("train_gan wants each batch to be a tensor of images (m, ...), or an (images, labels) pair of "
+              "tensors for a conditional GAN, got a {}: preload the images and pass "
+              "gan_utils.TensorBatches(images, batch_size) (labels=labels for a conditional GAN), or drop "
+              "the labels: data = [x for x, _ in loader] (re-iterable; same order every epoch).")
+
+
+class WithLabels:
+    """A conditional model with the labels of one minibatch bound: WithLabels(D, y)(x) = D(x, y).
+    The losses call D(x) (and D.features(x), read through) as for an unconditional GAN."""
+
+    def __init__(self, model, y):
+        self.model, self.y = model, y
+
+    def __call__(self, x):
+        return self.model(x, self.y)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def unpack_batch(real, G, D):
+    """(real, G, D) for one step: a tensor batch as it is; an (images, labels) pair gives the
+    images, and G and D with those labels bound (the fakes are asked for the real batch's labels)."""
+    if torch.is_tensor(real):
+        return real, G, D
+    if isinstance(real, (tuple, list)) and len(real) == 2 and all(torch.is_tensor(t) for t in real):
+        x, y = real
+        return x, WithLabels(G, y), WithLabels(D, y)
+    raise TypeError(BATCH_HELP.format(type(real).__name__))
 
 
 def d_step(G, D, opt_d, real, noise, loss, clip_value=None):
     """One discriminator update of Algorithm 1: ascend log D(x) + log(1 - D(G(z))), i.e. descend
     loss.d_loss. real: (m, ...) a minibatch of data; noise: n -> (n, noise_dim); loss: a GANLoss.
+    An (images, labels) batch trains a conditional GAN: G(z, y) and D(x, y) (`unpack_batch`).
     Returns the detached (loss_d, real_out, fake_out): a scalar and D's raw outputs (m, 1)."""
-    if not torch.is_tensor(real):
-        raise TypeError(BATCH_HELP.format(type(real).__name__))
+    real, G, D = unpack_batch(real, G, D)
     with torch.no_grad():                         # no gradient flows into G here
         fake = G(noise(len(real)))
     if fake.shape[1:] != real.shape[1:]:
@@ -74,6 +101,7 @@ def g_step(G, D, opt_g, real, noise, loss):
     non-saturating loss ascends log D(G(z))). D's parameters receive gradients but are not
     updated (d_step clears them). real: (m, ...), used by feature matching. Returns loss_g,
     detached."""
+    real, G, D = unpack_batch(real, G, D)
     loss_g = loss.g_loss(D, G(noise(len(real))), real)
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()

@@ -350,3 +350,29 @@ def test_install_debian_fashion_mnist(tmp_path):
     assert x.shape == (3, 1, 28, 28) and x.min() == 1 and y.tolist() == [1, 2, 3]
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         gu.install_debian_fashion_mnist(tmp_path, source=tmp_path / "nowhere")
+
+
+def test_installed_fashion_mnist_is_found_whatever_the_data_root(tmp_path, monkeypatch):
+    """The Debian package is decompressed into the writable per-user cache (the data root may be
+    read-only, as ../shared is in CI) and load_images finds it there."""
+    src = tmp_path / "debian"
+    src.mkdir()
+    write_idx(src / "t10k-images-idx3-ubyte.gz", np.full((2, 28, 28), 255))
+    write_idx(src / "t10k-labels-idx1-ubyte.gz", [4, 5])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    raw = gu.install_debian_fashion_mnist(source=src)
+    assert raw == tmp_path / "cache" / "gan-course" / "FashionMNIST" / "raw"
+    x, y, _ = gu.load_images("fashion_mnist", train=False, root=tmp_path / "readonly", download=False)
+    assert x.shape == (2, 1, 28, 28) and y.tolist() == [4, 5]
+    with pytest.raises(FileNotFoundError):      # MNIST is not looked for in the cache
+        gu.load_images("mnist", train=False, root=tmp_path / "readonly", download=False)
+
+
+def test_tensor_batches_with_labels_keep_pairs_together(device):
+    x = torch.arange(10, device=device).float().view(10, 1)
+    y = torch.arange(10, device=device) * 10
+    for xb, yb in gu.TensorBatches(x, 4, labels=y):
+        assert xb.shape == (4, 1) and torch.equal(xb.view(-1).long() * 10, yb)
+    for bad in (y[:5], y.float(), y.tolist()):
+        with pytest.raises(ValueError, match="labels must be an integer tensor"):
+            gu.TensorBatches(x, 4, labels=bad)

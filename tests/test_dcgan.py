@@ -161,3 +161,83 @@ def test_overlap_counts_are_uneven_unless_the_kernel_is_a_multiple_of_the_stride
     assert gu.overlap_counts(3, 2, 6).sum() == 6 * 6 * 3 * 3   # every input pixel adds k x k values
     with pytest.raises(ValueError, match=">= 1"):
         gu.overlap_counts(0, 2, 6)
+
+
+def test_generator_pixels_option_maps_tanh_to_the_unit_interval(device):
+    torch.manual_seed(0)
+    G = gu.DCGANGenerator(noise_dim=8, width=8).to(device).eval()
+    G01 = gu.DCGANGenerator(noise_dim=8, width=8, pixels="01").to(device).eval()
+    G01.load_state_dict(G.state_dict())
+    z = torch.randn(5, 8, device=device)
+    with torch.no_grad():
+        assert torch.allclose(G01(z), (G(z) + 1) / 2)
+        assert G01(z).min() >= 0 and G01(z).max() <= 1
+    with pytest.raises(ValueError, match="pixels must be"):
+        gu.DCGANGenerator(pixels="255")
+
+
+def test_train_gan_trains_a_conditional_gan_from_labelled_batches(device):
+    """(images, labels) batches: G(z, y) and D(x, y) get the real batch's labels in both steps."""
+    torch.manual_seed(0)
+    G, D, opt_g, opt_d = gu.runs.dcgan(noise_dim=8, width=4, n_classes=10, device=device)
+    x, y = torch.rand(64, 1, 28, 28, device=device), torch.randint(0, 10, (64,), device=device)
+    seen = []
+    forward = D.forward
+    D.forward = lambda inp, labels=None: (seen.append(labels), forward(inp, labels))[1]
+    before = [p.detach().clone() for p in G.parameters()]
+    history = gu.train_gan(G, D, gu.TensorBatches(x, 32, labels=y), noise=gu.make_noise(8, device=device),
+                           epochs=1, opt_g=opt_g, opt_d=opt_d, progress=False)
+    assert history["step"][-1] == 2 and all(labels is not None and len(labels) == 32 for labels in seen)
+    assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters()))
+    assert G.embed.weight.grad is not None                        # the label reached G
+    out = gu.generate(G, torch.randn(3, 8, device=device), torch.tensor([1, 2, 3], device=device))
+    assert out.shape == (3, 1, 28, 28) and 0 <= out.min() and out.max() <= 1
+    with pytest.raises(ValueError, match="pass the labels too"):
+        gu.generate(G, torch.randn(3, 8, device=device))
+    with pytest.raises(TypeError, match="conditional GAN"):
+        gu.d_step(G, D, opt_d, (x, y, y), gu.make_noise(8, device=device), gu.get_losses())
+
+
+def test_generator_scores_reports_the_accuracy_of_requested_labels():
+    """A 'generator' that returns real test digits of known classes: accuracy is the classifier's."""
+    root = ROOT.parent / "shared" / "data"
+    try:
+        x, labels, _ = gu.load_images("mnist", train=False, root=root, download=False, limit=200)
+    except FileNotFoundError as exc:
+        pytest.skip(f"no MNIST test images: {exc}")
+    classifier = gu.load_classifier(gu.mnist_split(root=root, download=False), verbose=False)
+
+    class Lookup(torch.nn.Module):             # G(z, y): the z-th image, whatever y asks for
+        noise_dim = 1
+
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, z, y):
+            return x[z.view(-1).long()]
+
+    z = torch.arange(200).float().view(200, 1)
+    right = gu.generator_scores(Lookup(), z, gu.classifier_features(x, classifier), classifier, y=labels)
+    wrong = gu.generator_scores(Lookup(), z, gu.classifier_features(x, classifier), classifier, y=(labels + 1) % 10)
+    assert right["accuracy"] > 0.97 and wrong["accuracy"] < 0.03
+    assert right["frechet"] < 1e-6 and right["modes"] == 10
+
+
+def test_concat_discriminator_reads_the_label_as_an_input_channel(device):
+    """conditioning='concat' (Mirza & Osindero): a learned 28x28 map per class enters as a second channel."""
+    torch.manual_seed(0)
+    D = gu.DCGANDiscriminator(width=8, n_classes=10, conditioning="concat").to(device).eval()
+    assert D.body[0].in_channels == 2 and D.embed is None and D.label_map.weight.shape == (10, 28 * 28)
+    x, y = torch.rand(4, 1, 28, 28, device=device), torch.tensor([0, 3, 7, 9], device=device)
+    with torch.no_grad():
+        assert D(x, y).shape == (4, 1) and not torch.allclose(D(x, (y + 1) % 10), D(x, y))
+        planes = D.label_map(y).view(4, 1, 28, 28)
+        plain = D.head(D.body(torch.cat([x, planes], 1))).view(-1, 1)
+        assert torch.allclose(D(x, y), plain, atol=1e-6)
+    with pytest.raises(ValueError, match="pass the labels too"):
+        D(x)
+    with pytest.raises(ValueError, match=r"in \[0, 10\)"):
+        D(x, torch.tensor([0, 1, 2, 10], device=device))
+    with pytest.raises(ValueError, match="conditioning must be"):
+        gu.DCGANDiscriminator(n_classes=10, conditioning="film")

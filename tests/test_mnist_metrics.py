@@ -324,3 +324,16 @@ def test_generator_scores_and_evaluate_generator_on_a_tiny_split(classifier, dev
     assert e["fd"]["frechet"] > e["fd"]["real_vs_real"] >= 0           # noise is farther from digits than digits
     again = gan_utils.evaluate_generator(G, split, classifier, n=64, n_valid=8)
     assert again["counts"].tolist() == e["counts"].tolist()               # fixed noise: the same samples
+
+
+def test_fashion_classifier_is_shipped_and_accurate(device):
+    """Notebook 05 scores Fashion-MNIST samples with a classifier of its own (same CNN), shipped."""
+    try:
+        split = gan_utils.mnist_split(dataset="fashion_mnist", download=False)
+    except FileNotFoundError as exc:
+        pytest.skip(f"Fashion-MNIST is not installed: {exc}")
+    if split["protocol"] != "fashion_paper":
+        pytest.skip("only Fashion-MNIST's test split is installed")
+    model = clf.load_classifier(split, device=device, train_if_missing=False, verbose=False)
+    acc = gan_utils.accuracy(model, split["x_test"].to(device), split["y_test"].to(device))
+    assert acc >= clf.MIN_ACCURACY["fashion_paper"] >= 0.90, acc

@@ -76,3 +76,25 @@ def test_a_fast_run_is_kept_apart_from_an_eager_one(tmp_path, capsys):
                      opt_d=gu.make_optimizer(D), progress=False, fast=fast)
     assert len(list(tmp_path.glob("toy-*.pt"))) - len(list(tmp_path.glob("toy-*.watch.pt"))) == 2
     assert "a new run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_dcgan_run_scores_every_epoch_and_reloads(tmp_path, conditional, device):
+    """Notebook 05's runs: scored every epoch (with the checkerboard and, conditional, the accuracy),
+    one row per digit in the conditional snapshots, and reloaded (not retrained) with the same settings."""
+    g = torch.Generator().manual_seed(0)
+    split = {"protocol": "synthetic", "x_train": torch.rand(256, 1, 28, 28, generator=g).to(device),
+             "y_train": torch.randint(0, 10, (256,), generator=g).to(device),
+             "x_valid": torch.rand(64, 1, 28, 28, generator=g).to(device)}
+    classifier = gu.MNISTClassifier().to(device).eval()
+    G, D, watch, history = gu.runs.dcgan_run(split, epochs=2, width=4, conditional=conditional, classifier=classifier,
+                                             device=device, folder=tmp_path, progress=False)
+    assert sorted(watch.scores) == [0, 1, 2] and history["step"][-1] == 4
+    keys = {"modes", "kl", "frechet", "checker_db", "nyquist_db"} | ({"accuracy"} if conditional else set())
+    assert set(watch.scores[2]) == keys
+    assert watch.snapshots[2].shape == (100, 1, 28, 28) and watch.snapshots[2].dtype == torch.uint8
+    assert (G.embed is not None) == conditional
+    again = gu.runs.dcgan_run(split, epochs=2, width=4, conditional=conditional, classifier=classifier,
+                              device=device, folder=tmp_path, progress=False)
+    assert again[3]["step"] == history["step"]
+    assert all(torch.equal(a, b) for a, b in zip(again[0].state_dict().values(), G.state_dict().values()))
