@@ -108,6 +108,7 @@ if __name__ == "__main__":
     parser.add_argument("--width", type=int, default=16, help="the DCGAN's width (16: the notebook's main runs)")
     parser.add_argument("--conditioning", choices=["concat", "projection"], default="concat",
                         help="conditional: how D reads the label")
+    parser.add_argument("--minibatch", type=int, default=16, help="conditional: D's minibatch-discrimination kernels")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy machine)")
     args = parser.parse_args()
     if args.threads:
@@ -118,7 +119,7 @@ if __name__ == "__main__":
     if args.job in ("dcgan", "upsample", "conditional", "fashion"):
         G, D, watcher, history = gu.runs.dcgan_run(split, epochs=EPOCHS, upsample=args.job == "upsample", width=args.width,
                                                    conditional=args.job == "conditional", device=device,
-                                                   conditioning=args.conditioning)
+                                                   conditioning=args.conditioning, minibatch=args.minibatch)
         print(json.dumps({e: s for e, s in watcher.scores.items()}, indent=1))
         print(f"{watcher.seconds / 60:.1f} min on {watcher.trained_on}")
     else:

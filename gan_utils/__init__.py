@@ -19,7 +19,7 @@ from .ensemble import (TOY_TRICKS, BatchedMLP, mixture_sampler, mixture_scores, 
 from .fast import fast_steps
 from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching_loss, generator_loss_nonsaturating,
                      generator_loss_saturating, get_losses, gradient_penalty, hinge_loss, input_gradient_norms,
-                     outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)
+                     matching_aware_loss, outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)
 from .metrics import (PARZEN_SIGMAS, checkerboard_score, class_histogram, classifier_features, classifier_frechet,
                       evaluate_generator, fraction_near_line, frechet_distance, generator_scores, histogram_metrics, kl_to_uniform, ks_to_gaussian,
                       line_coverage, line_distances, mean_line_distance, mode_metrics, nearest_neighbours, parzen_log_likelihoods,
@@ -45,7 +45,7 @@ __all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "c
            "hinge_loss", "histogram_metrics", "input_gradient_norms", "install_debian_fashion_mnist",
            "kl_to_uniform", "ks_to_gaussian", "line_coverage", "line_distances", "load_checkpoint",
            "load_classifier", "load_images", "make_noise", "make_optimizer", "Maxout", "MaxoutDiscriminator",
-           "mean_line_distance", "MinibatchDiscrimination", "mixture_sampler", "mixture_scores", "mlp_gan", "MLPDiscriminator",
+           "matching_aware_loss", "mean_line_distance", "MinibatchDiscrimination", "mixture_sampler", "mixture_scores", "mlp_gan", "MLPDiscriminator",
            "MLPGenerator", "mnist_split", "MNISTClassifier", "mode_metrics", "nearest_neighbours", "new_history", "outputs_loss",
            "overlap_counts", "parzen_log_likelihoods", "parzen_score", "PARZEN_SIGMAS", "plot_1d", "plot_2d",
            "plot_d_outputs", "plot_dirac", "plot_generator_losses", "plot_losses", "plot_metrics", "r1_loss",

@@ -239,7 +239,7 @@ def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=Tru
         model = MNISTClassifier()
         model.load_state_dict(torch.load(source, map_location="cpu", weights_only=True))
         if verbose:
-            print(f"MNIST classifier: {source}")
+            print(f"{'Fashion-MNIST' if protocol.startswith('fashion') else 'MNIST'} classifier: {source}")
     return model.to(device).eval().requires_grad_(False)
 
 

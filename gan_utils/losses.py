@@ -168,3 +168,23 @@ def hinge_loss():
     def hinge(real_out, fake_out):
         return F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
     return GANLoss(outputs_loss(hinge), lambda D, fake, real: wgan_generator_loss(D(fake)), critic=True)
+
+
+def matching_aware_loss(n_classes=10, real_label=1.0):
+    """A conditional GAN's `GANLoss` with the matching-aware D of GAN-CLS (Reed et al. 2016): besides
+    real images with their labels and fakes, D learns that a real image with a wrong label is fake,
+    so it must read the label, and G must draw the class it is asked for:
+        L_D = -log D(x, y) - 1/2 [log(1 - D(x, y')) + log(1 - D(G(z, y), y))],  y' a random other label;
+        L_G = -log D(G(z, y), y)  (non-saturating).
+    D must come bound to the batch's labels, as `train_gan` binds it for (images, labels) batches."""
+    def d_loss(D, real, fake):
+        if not hasattr(D, "y"):
+            raise TypeError("matching_aware_loss is for conditional GANs: train on (images, labels) batches, "
+                            "e.g. gan_utils.TensorBatches(images, 128, labels=labels)")
+        wrong = (D.y + torch.randint(1, n_classes, D.y.shape, device=D.y.device)) % n_classes
+        real_out, fake_out, mismatch = D(real), D(fake), D.model(real, wrong)
+        loss = (F.binary_cross_entropy_with_logits(real_out, torch.full_like(real_out, real_label))
+                + 0.5 * F.binary_cross_entropy_with_logits(mismatch, torch.zeros_like(mismatch))
+                + 0.5 * F.binary_cross_entropy_with_logits(fake_out, torch.zeros_like(fake_out)))
+        return loss, real_out, fake_out
+    return GANLoss(d_loss, lambda D, fake, real: generator_loss_nonsaturating(D(fake)))

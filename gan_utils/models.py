@@ -288,9 +288,13 @@ class DCGANDiscriminator(nn.Module):
     logit(x) + <embed(y), features(x)>, with a learned embedding per class, N(0, 0.02) at first like
     the head; conditioning='concat': the label as input (Mirza & Osindero 2014), a learned
     image_size x image_size map per class concatenated to x as one more channel.
+    minibatch > 0: that many minibatch-discrimination kernels (Salimans et al. 2016) on the last
+    features, their outputs mapped linearly onto the logit: D sees when samples repeat in a batch
+    (a conditional G that ignores z draws one image per label).
     x: (N, channels, image_size, image_size), y: int64 (N,) labels in [0, n_classes) -> (N, 1)."""
 
-    def __init__(self, channels=1, image_size=28, width=64, norm="batch", n_classes=0, conditioning="projection"):
+    def __init__(self, channels=1, image_size=28, width=64, norm="batch", n_classes=0, conditioning="projection",
+                 minibatch=0):
         super().__init__()
         if norm not in ("batch", "layer", None):
             raise ValueError(f"norm must be 'batch', 'layer' or None, got {norm!r}")
@@ -311,6 +315,8 @@ class DCGANDiscriminator(nn.Module):
         self.n_classes = n_classes
         self.embed = nn.Embedding(n_classes, c_in * start * start) if n_classes and not concat else None
         self.label_map = nn.Embedding(n_classes, image_size * image_size) if concat else None
+        self.mbd = MinibatchDiscrimination(c_in * start * start, minibatch) if minibatch else None
+        self.mbd_head = nn.Linear(minibatch, 1) if minibatch else None
         self.apply(dcgan_init)
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
@@ -330,6 +336,8 @@ class DCGANDiscriminator(nn.Module):
         h = self.features(x, y)
         c = h.shape[1] // (self.head.kernel_size[0] ** 2)
         logit = self.head(h.view(len(x), c, *self.head.kernel_size)).view(-1, 1)
+        if self.mbd is not None:
+            logit = logit + self.mbd_head(self.mbd(h)[:, h.shape[1]:])
         if self.embed is None:
             return logit
         return logit + (self.embed(y.long()) * h).sum(dim=1, keepdim=True)

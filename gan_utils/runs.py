@@ -20,6 +20,7 @@ import torch
 from .data import CHECKOUT_DIR, user_cache_dir
 from .classifier import load_classifier
 from .data import TensorBatches, make_noise
+from .losses import matching_aware_loss
 from .metrics import checkerboard_score, classifier_features, generator_scores
 from .models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
 from .train import generate, make_optimizer, train_gan
@@ -38,34 +39,37 @@ def mlp_gan(noise_dim=64, lr=2e-4, betas=(0.5, 0.999), seed=0, device="cpu"):
 
 
 def dcgan(noise_dim=64, width=16, upsample=False, n_classes=0, lr=2e-4, betas=(0.5, 0.999), seed=0, device="cpu",
-          conditioning="concat"):
+          conditioning="concat", minibatch=0):
     """(G, D, opt_g, opt_d): notebook 05's DCGAN for 28 x 28 images with pixels in [0, 1] (G's Tanh
     rescaled, pixels='01'), Adam for both players; n_classes=10: the conditional pair (label
-    embedding in G; D with the label map as an input channel, or conditioning='projection').
+    embedding in G; D with the label map as an input channel, or conditioning='projection');
+    minibatch: D's minibatch-discrimination kernels (0: none).
     The same seed gives the same initial weights."""
     seed_everything(seed)
     G = DCGANGenerator(noise_dim, width=width, upsample=upsample, n_classes=n_classes, pixels="01").to(device)
-    D = DCGANDiscriminator(width=width, n_classes=n_classes, conditioning=conditioning).to(device)
+    D = DCGANDiscriminator(width=width, n_classes=n_classes, conditioning=conditioning, minibatch=minibatch).to(device)
     return G, D, make_optimizer(G, lr=lr, betas=betas), make_optimizer(D, lr=lr, betas=betas)
 
 
 def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, conditional=False, lr=2e-4,
               betas=(0.5, 0.999), seed=0, classifier=None, device="cpu", progress=True, folder=None,
-              conditioning="concat"):
+              conditioning="concat", minibatch=16):
     """Train notebook 05's DCGAN (`dcgan`) on split['x_train'] with batch 128, noise 64 and the
-    non-saturating loss, through `train_run` (checkpointed, resumed, reloaded when done).
+    non-saturating loss (conditional: with the matching-aware D, `losses.matching_aware_loss`), through `train_run` (checkpointed, resumed, reloaded when done).
     Every epoch the Watcher keeps 100 fixed-noise samples (conditional: digits 0-9, ten each,
     one row per digit) and scores 1,000 fixed-noise samples: modes, kl, frechet (to the validation
     images), the checkerboard score 'checker_db' and 'nyquist_db' (`checkerboard_score`, stride 4),
     and for a conditional G the 'accuracy' of its requested labels (100 per digit); conditioning:
-    how its D reads the label ('concat' or 'projection', see DCGANDiscriminator).
+    how its D reads the label ('concat' or 'projection', see DCGANDiscriminator); minibatch: a
+    conditional D's minibatch-discrimination kernels (without them G learned to ignore z and drew
+    one image per label).
     Returns (G, D, watcher, history)."""
     classifier = classifier if classifier is not None else load_classifier(split, device=device, verbose=False)
     settings = {"data": split["protocol"], "n_train": len(split["x_train"]), "seed": seed, "noise_dim": 64,
                 "batch": 128, "model": "dcgan", "width": width, "upsample": upsample, "conditional": conditional,
                 "lr": lr, "betas": list(betas), "loss": "nonsaturating", "epochs": epochs, "n_eval": 1000}
     if conditional:
-        settings["conditioning"] = conditioning
+        settings.update(conditioning=conditioning, loss="matching_aware", minibatch=minibatch)
     z_eval = torch.randn(1000, 64, generator=torch.Generator().manual_seed(1)).to(device)
     z_fixed = torch.randn(100, 64, generator=torch.Generator().manual_seed(123)).to(device)
     y_eval = torch.arange(10, device=device).repeat(100) if conditional else None
@@ -77,13 +81,14 @@ def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, condi
         checker = checkerboard_score(generate(G, z_eval, y_eval), 4)
         return {**out, "checker_db": checker["mean_db"], "nyquist_db": checker["nyquist_db"]}
 
-    G, D, opt_g, opt_d = dcgan(64, width, upsample, 10 if conditional else 0, lr, betas, seed, device, conditioning)
+    G, D, opt_g, opt_d = dcgan(64, width, upsample, 10 if conditional else 0, lr, betas, seed, device, conditioning,
+                               minibatch if conditional else 0)
     x = split["x_train"].to(device)
     data = TensorBatches(x, 128, labels=split["y_train"].to(device) if conditional else None)
     watcher = Watcher(z_fixed, score, len(data), y_fixed=y_fixed)
     history = train_run(G, D, data, name=name, settings=settings, watcher=watcher, epochs=epochs, folder=folder,
                         progress=progress, noise=make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d,
-                        loss="nonsaturating")
+                        loss=matching_aware_loss() if conditional else "nonsaturating")
     return G, D, watcher, history
 
 

@@ -241,3 +241,23 @@ def test_concat_discriminator_reads_the_label_as_an_input_channel(device):
         D(x, torch.tensor([0, 1, 2, 10], device=device))
     with pytest.raises(ValueError, match="conditioning must be"):
         gu.DCGANDiscriminator(n_classes=10, conditioning="film")
+
+
+def test_matching_aware_loss_shows_d_real_images_with_wrong_labels(device):
+    """GAN-CLS's D loss: BCE(real, 1) + 1/2 BCE(real with another label, 0) + 1/2 BCE(fake, 0)."""
+    torch.manual_seed(0)
+    D = gu.DCGANDiscriminator(width=4, n_classes=10, conditioning="concat").to(device)
+    real, fake = torch.rand(8, 1, 28, 28, device=device), torch.rand(8, 1, 28, 28, device=device)
+    y = torch.arange(8, device=device)
+    loss = gu.matching_aware_loss()
+    torch.manual_seed(1)
+    value, real_out, fake_out = loss.d_loss(gu.train.WithLabels(D, y), real, fake)
+    torch.manual_seed(1)
+    wrong = (y + torch.randint(1, 10, y.shape, device=device)) % 10
+    assert (wrong != y).all()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    expected = bce(D(real, y), torch.ones(8, 1, device=device)) + 0.5 * bce(D(real, wrong), torch.zeros(8, 1, device=device)) \
+        + 0.5 * bce(D(fake, y), torch.zeros(8, 1, device=device))
+    assert torch.allclose(value, expected, atol=1e-5) and real_out.shape == fake_out.shape == (8, 1)
+    with pytest.raises(TypeError, match="conditional GANs"):
+        loss.d_loss(D, real, fake)
