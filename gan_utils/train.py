@@ -66,14 +66,17 @@ class WithLabels:
 
 
 def unpack_batch(real, G, D):
-    """(real, G, D) for one step: a tensor batch as it is; an (images, labels) pair gives the
-    images, and G and D with those labels bound (the fakes are asked for the real batch's labels)."""
+    """(real, G, D) for one step: a tensor batch as it is; an (images, labels) pair for a conditional
+    G (n_classes > 0) gives the images, and G and D with those labels bound (the fakes are asked for
+    the real batch's labels). Anything else raises a TypeError that says what to pass."""
     if torch.is_tensor(real):
         return real, G, D
-    if isinstance(real, (tuple, list)) and len(real) == 2 and all(torch.is_tensor(t) for t in real):
+    pair = isinstance(real, (tuple, list)) and len(real) == 2 and all(torch.is_tensor(t) for t in real)
+    if pair and getattr(G, "n_classes", 0):
         x, y = real
         return x, WithLabels(G, y), WithLabels(D, y)
-    raise TypeError(BATCH_HELP.format(type(real).__name__))
+    kind = f"{type(real).__name__} (images, labels) for a G without labels (n_classes=0)" if pair else type(real).__name__
+    raise TypeError(BATCH_HELP.format(kind))
 
 
 def d_step(G, D, opt_d, real, noise, loss, clip_value=None):

@@ -261,3 +261,18 @@ def test_matching_aware_loss_shows_d_real_images_with_wrong_labels(device):
     assert torch.allclose(value, expected, atol=1e-5) and real_out.shape == fake_out.shape == (8, 1)
     with pytest.raises(TypeError, match="conditional GANs"):
         loss.d_loss(D, real, fake)
+
+
+def test_minibatch_discrimination_lets_d_see_repeated_samples(device):
+    """DCGANDiscriminator(minibatch=K): a batch of copies gets other minibatch features than a varied batch."""
+    torch.manual_seed(0)
+    D = gu.DCGANDiscriminator(width=4, n_classes=10, conditioning="concat", minibatch=4).to(device).eval()
+    y = torch.zeros(8, dtype=torch.long, device=device)
+    varied = torch.rand(8, 1, 28, 28, device=device)
+    copies = varied[:1].expand(8, -1, -1, -1)
+    with torch.no_grad():
+        o_copies = D.mbd(D.features(copies, y))[:, -4:]
+        o_varied = D.mbd(D.features(varied, y))[:, -4:]
+        assert torch.allclose(o_copies, torch.full_like(o_copies, 8.0))    # each copy is close to all 8
+        assert (o_varied < o_copies).all() and D(varied, y).shape == (8, 1)
+    assert gu.DCGANDiscriminator(width=4).mbd is None
