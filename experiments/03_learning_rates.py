@@ -57,10 +57,7 @@ def run(setting, epochs, device):
                "scores": {str(e): s for e, s in sorted(watch.scores.items())},
                "eval_seconds": None}
     for which, e in evals.items():
-        results[which] = {"modes": e["hist"]["modes_covered"], "kl": e["hist"]["kl_to_uniform"],
-                          "counts": e["counts"].tolist(), "frechet": e["fd"]["frechet"],
-                          "real_vs_real": e["fd"]["real_vs_real"], "parzen": e["parzen"]["ll"],
-                          "parzen_se": e["parzen"]["se"], "sigma": e["parzen"]["sigma"]}
+        results[which] = gu.evaluation_summary(e)
     results["eval_seconds"] = time.perf_counter() - t0
     shown = sorted({1, 20, watch.best["epoch"], max(watch.snapshots)} & set(watch.snapshots))
     fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.0), dpi=60)

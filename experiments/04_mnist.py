@@ -79,9 +79,7 @@ def run(trick, seed, epochs, split, classifier, device):
     e = gu.evaluate_generator(G, split, classifier)
     return {"trick": trick, "seed": seed, "epochs": epochs, "steps": history["step"][-1],
             "train_minutes": watch.seconds / 60, "eval_seconds": time.perf_counter() - t0,
-            "modes": e["hist"]["modes_covered"], "kl": e["hist"]["kl_to_uniform"], "counts": e["counts"].tolist(),
-            "frechet": e["fd"]["frechet"], "real_vs_real": e["fd"]["real_vs_real"],
-            "parzen": e["parzen"]["ll"], "parzen_se": e["parzen"]["se"],
+            **gu.evaluation_summary(e),
             "valid_frechet": {str(k): v["frechet"] for k, v in sorted(watch.scores.items())},
             "samples_b64": encode_images(e["samples"][:25]),
             "hardware": watch.trained_on, "torch": torch.__version__}

@@ -33,13 +33,6 @@ ABLATION = {"lr 2e-4, beta1 0.5 (DCGAN)": (2e-4, 0.5), "lr 1e-3, beta1 0.5": (1e
 ABLATION_EPOCHS, ABLATION_SEEDS = 2, (0, 1, 2)
 
 
-def summary(e):
-    """The table's numbers of an `evaluate_generator` result."""
-    return {"modes": e["hist"]["modes_covered"], "kl": e["hist"]["kl_to_uniform"], "counts": e["counts"].tolist(),
-            "frechet": e["fd"]["frechet"], "real_vs_real": e["fd"]["real_vs_real"], "parzen": e["parzen"]["ll"],
-            "parzen_se": e["parzen"]["se"], "sigma": e["parzen"]["sigma"]}
-
-
 def step_ratio(split, device, steps=20, rounds=5):
     """Median time per G step of the DCGAN over that of the MLP GAN, timed in alternating rounds in
     this process (so a busy machine slows both alike): how many MLP steps one DCGAN step buys."""
@@ -81,7 +74,7 @@ def mlp(split, device):
                "equal_steps_epoch": EPOCHS, "equal_time_epoch": equal_time}
     for key, epoch in (("equal_steps", EPOCHS), ("equal_time", equal_time)):
         G.load_state_dict(states[epoch])
-        results[key] = summary(gu.evaluate_generator(G, split, classifier))
+        results[key] = gu.evaluation_summary(gu.evaluate_generator(G, split, classifier))
         results[key]["epoch"] = epoch
     return results
 

@@ -21,7 +21,7 @@ from .losses import (GANLoss, clip_weights, discriminator_loss, feature_matching
                      generator_loss_saturating, get_losses, gradient_penalty, hinge_loss, input_gradient_norms,
                      matching_aware_loss, outputs_loss, r1_loss, r1_penalty, wgan_critic_loss, wgan_generator_loss, wgan_gp_loss)
 from .metrics import (PARZEN_SIGMAS, checkerboard_score, class_histogram, classifier_features, classifier_frechet,
-                      evaluate_generator, fraction_near_line, frechet_distance, generator_scores, histogram_metrics, kl_to_uniform, ks_to_gaussian,
+                      evaluate_generator, evaluation_summary, fraction_near_line, frechet_distance, generator_scores, histogram_metrics, kl_to_uniform, ks_to_gaussian,
                       line_coverage, line_distances, mean_line_distance, mode_metrics, nearest_neighbours, parzen_log_likelihoods,
                       parzen_score, segment_distances, w1_to_gaussian, wasserstein_1d)
 from .runs import Watcher, checkpoint_dir, hardware, mlp_gan, settings_key, train_run
@@ -38,7 +38,7 @@ __all__ = ["accuracy", "animate", "BatchedMLP", "by_profile", "check_pixels", "c
            "checkpoint_dir", "CheckpointError", "class_histogram", "classifier_features",
            "classifier_frechet", "clip_weights", "conv_matrix", "d_step", "data_root", "dcgan_init",
            "DCGANDiscriminator", "DCGANGenerator", "DIRAC_CONFIGS", "dirac_distances", "dirac_gradients",
-           "dirac_trajectory", "discriminator_loss", "evaluate_generator", "fast_steps", "feature_matching_loss",
+           "dirac_trajectory", "discriminator_loss", "evaluate_generator", "evaluation_summary", "fast_steps", "feature_matching_loss",
            "fraction_near_line", "frechet_distance", "g_step", "GANLoss", "gaussian_pdf", "generate",
            "generator_loss_nonsaturating", "generator_loss_saturating", "generator_scores", "get_device",
            "get_losses", "get_profile", "gradient_penalty", "grid_centers", "hardware", "held_out",

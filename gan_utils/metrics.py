@@ -306,6 +306,14 @@ def evaluate_generator(G, split, classifier=None, n=10_000, seed=2, n_valid=1000
             "parzen": parzen_score(samples, split["x_valid"][:n_valid], test)}
 
 
+def evaluation_summary(e):
+    """The numbers of an `evaluate_generator` result `e` that a results table shows, as plain
+    Python values (JSON-ready): modes, kl, counts, frechet, real_vs_real, parzen, parzen_se, sigma."""
+    return {"modes": e["hist"]["modes_covered"], "kl": e["hist"]["kl_to_uniform"], "counts": e["counts"].tolist(),
+            "frechet": e["fd"]["frechet"], "real_vs_real": e["fd"]["real_vs_real"], "parzen": e["parzen"]["ll"],
+            "parzen_se": e["parzen"]["se"], "sigma": e["parzen"]["sigma"]}
+
+
 def checkerboard_score(images, stride):
     """How much periodic energy an upsampling generator leaves in its images, in dB.
 

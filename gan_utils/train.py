@@ -157,7 +157,8 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
               tensorboard_dir=None, history=None, fast=False):
     """Train G and D with Algorithm 1 and return the history (see `new_history`).
 
-    data: re-iterable of real minibatches (m, ...), one pass per epoch (TensorBatches, ToyBatches);
+    data: re-iterable of real minibatches (m, ...), one pass per epoch (TensorBatches, ToyBatches), or
+    of (images, labels) pairs for a conditional G (n_classes > 0; `unpack_batch`);
     noise: function n -> (n, noise_dim); loss: a name of `losses.get_losses` or a `GANLoss`;
     k: D steps per G step, an int or a function of the number of G steps done (WGAN:
     ``lambda step: 100 if step < 25 or step % 500 == 0 else 5``); real_label: 0.9 for one-sided

@@ -337,3 +337,14 @@ def test_fashion_classifier_is_shipped_and_accurate(device):
     model = clf.load_classifier(split, device=device, train_if_missing=False, verbose=False)
     acc = gan_utils.accuracy(model, split["x_test"].to(device), split["y_test"].to(device))
     assert acc >= clf.MIN_ACCURACY["fashion_paper"] >= 0.90, acc
+
+
+def test_evaluation_summary_is_json_ready_and_keeps_the_table_numbers():
+    import json
+    import numpy as np
+    e = {"hist": {"modes_covered": 9, "kl_to_uniform": 0.25}, "counts": np.array([3, 0, 7]),
+         "fd": {"frechet": 12.5, "real_vs_real": 1.25}, "parzen": {"ll": 100.0, "se": 2.0, "sigma": 0.2},
+         "samples": torch.zeros(2, 1, 28, 28)}
+    s = gan_utils.evaluation_summary(e)
+    assert json.loads(json.dumps(s)) == {"modes": 9, "kl": 0.25, "counts": [3, 0, 7], "frechet": 12.5,
+                                         "real_vs_real": 1.25, "parzen": 100.0, "parzen_se": 2.0, "sigma": 0.2}
