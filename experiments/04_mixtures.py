@@ -4,12 +4,15 @@ and the 25-mode grid, 8 seeds each, under one budget of G steps.
     python experiments/04_mixtures.py --mixture ring --threads 1      # the two mixtures can run side by side
     python experiments/04_mixtures.py --mixture grid --threads 1
     python experiments/04_mixtures.py --mixture grid --steps 20000 --tricks PacGAN4 --out 04_grid_20k.json
+    python experiments/04_mixtures.py --mixture grid --steps 20000 --tricks R1 --ema 0.999 --lr-decay --out 04_grid_20k.json
 
 The toy GAN (G 2 -> 128 -> 128 -> 128 -> 2 ReLU, D three hidden layers of 128 with LeakyReLU 0.2,
 batch 256, z in R^2) with each trick's settings; all 8 seeds of a trick train as one batched model
 (`gan_utils.train_toy_seeds`). Every `--record-every` G steps each seed's G draws 2,500 samples from
 fixed noise and `gan_utils.mode_metrics` scores them: modes covered (>= 1 high-quality sample),
 modes with >= 20 samples, % high quality (within 3 std of a centre), KL(q || uniform).
+--ema d and --lr-decay add the run-long settings of `train_toy_seeds` to each trick (an average of G's
+weights, a linear decay of the learning rates to 0); the entry's name says so, e.g. "R1 + EMA 0.999".
 Results go to experiments/results/04_<mixture>.json (or --out), one entry per mixture and trick,
 written as soon as it is done: rerunning the command skips the entries already there.
 """
@@ -29,24 +32,31 @@ MIXTURES = {"ring": (gu.ring_centers(8, 2.0), 0.02), "grid": (gu.grid_centers(5,
 DEFAULT_TRICKS = [t for t in ensemble.TOY_TRICKS if t != "minibatch discrimination"]
 
 
-def run(mixture, trick, seeds, steps, record_every, n_eval=2500):
+def run(mixture, trick, seeds, steps, record_every, n_eval=2500, extra=None):
     centers, std = MIXTURES[mixture]
+    settings = {**ensemble.TOY_TRICKS[trick], **(extra or {})}
     curve = {}
 
     def record(step, s, G):
         curve.setdefault(str(step), []).append(gu.mixture_scores(G, centers, std, seeds[s], n_eval)[1])
 
     t0 = time.perf_counter()
-    Gs, _, history = ensemble.train_toy_seeds(seeds, centers, std, steps, trick=trick, record=record,
+    Gs, _, history = ensemble.train_toy_seeds(seeds, centers, std, steps, trick=settings, record=record,
                                               record_every=record_every)
     seconds = time.perf_counter() - t0
-    k = ensemble.TOY_TRICKS[trick].get("k", 1)
+    k = settings.get("k", 1)
     d_steps = sum(k(s) for s in range(steps)) if callable(k) else k * steps
     points = [[round(v, 3) for v in p] for p in gu.mixture_scores(Gs[0], centers, std, seeds[0])[0][:500].tolist()]
     final = curve[str(steps)]
     summary = {key: [m[key] for m in final] for key in final[0]}
-    return {"mixture": mixture, "trick": trick, "seeds": list(seeds), "steps": steps, "d_steps": d_steps,
-            "seconds": seconds, "curve": curve, "final": summary, "samples_seed0": points}
+    return {"mixture": mixture, "trick": name(trick, extra), "base_trick": trick, "extra": extra or {},
+            "seeds": list(seeds), "steps": steps, "d_steps": d_steps, "seconds": seconds, "curve": curve, "final": summary, "samples_seed0": points}
+
+
+def name(trick, extra):
+    """The entry's trick name: the TOY_TRICKS name and the run-long settings added to it."""
+    return trick + (f" + EMA {extra['ema']}" if extra and extra.get("ema") else "") + \
+        (" + lr decay" if extra and extra.get("lr_decay") else "")
 
 
 def main():
@@ -57,18 +67,21 @@ def main():
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--record-every", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--ema", type=float, default=None, help="average G's weights with this decay")
+    parser.add_argument("--lr-decay", action="store_true", help="lower both learning rates linearly to 0")
     parser.add_argument("--out", default=None, help="file name under results/ (default 04_<mixture>.json)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     for mixture in args.mixture:
         out = HERE / "results" / (args.out or f"04_{mixture}.json")
+        extra = {key: value for key, value in (("ema", args.ema), ("lr_decay", args.lr_decay)) if value}
         for trick in args.tricks:
             results = json.loads(out.read_text()) if out.exists() else {}
-            key = f"{mixture}/{trick}/{args.steps}"
+            key = f"{mixture}/{name(trick, extra)}/{args.steps}"
             if key in results:
                 continue
-            r = run(mixture, trick, list(range(args.seeds)), args.steps, args.record_every)
+            r = run(mixture, trick, list(range(args.seeds)), args.steps, args.record_every, extra=extra)
             r.update(hardware=gu.hardware("cpu"), torch=torch.__version__, load=os.getloadavg()[0])
             f = r["final"]
             print(f"{key}: modes {sum(f['modes_covered']) / args.seeds:.2f}, HQ "

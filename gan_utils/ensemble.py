@@ -200,6 +200,27 @@ def _optimizers(G, D, trick):
             make_optimizer(D, name, lr=trick.get("lr_d", lr), **kwargs))
 
 
+def _run_settings(G, optimizers, steps, settings):
+    """The run-long settings of a toy trick: (G_out, every_step). G_out is G, or with "ema": d the
+    running average of G's weights (torch.optim.swa_utils.AveragedModel; G_out.module is a
+    BatchedMLP); every_step() runs after each G step: it updates the average and, with
+    "lr_decay", steps a linear schedule of both optimizers to lr 0 at `steps`."""
+    from torch.optim.lr_scheduler import LinearLR
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    averaged = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(settings["ema"]), use_buffers=True) \
+        if settings.get("ema") else None
+    schedules = [LinearLR(opt, 1.0, 0.0, total_iters=steps) for opt in optimizers] \
+        if settings.get("lr_decay") else []
+
+    def every_step():
+        if averaged is not None:
+            averaged.update_parameters(G)
+        for schedule in schedules:
+            schedule.step()
+    return (averaged.module if averaged is not None else G), every_step
+
+
 def train_toy_seeds(seeds, centers, std, steps, device="cpu", trick="GAN", batch_size=256, record=None,
                     record_every=1000):
     """The toy GAN (`toy_models`) with a trick of TOY_TRICKS (a name or such a dict) on the mixture
@@ -207,12 +228,15 @@ def train_toy_seeds(seeds, centers, std, steps, device="cpu", trick="GAN", batch
     and noise from a torch.Generator seeded with s. All seeds train as one batched model, except
     with minibatch discrimination (each seed alone through `train_gan`, same random numbers).
     record(step, s, G_s) sees each seed's generator (an MLPGenerator) at step 0 and every
-    `record_every` G steps. Returns (Gs, Ds, history): lists of trained generators and
-    discriminators, one per seed, and the history (train_seeds'; losses of the last seed when
-    seeds run alone)."""
+    `record_every` G steps. Two settings act on the whole run rather than on a step (batched runs
+    only): "ema": d keeps an exponential moving average of G's weights, G_avg <- d G_avg + (1 - d) G
+    after every G step (Yazici et al. 2019), and the averaged G is the one recorded and returned;
+    "lr_decay": True lowers both learning rates linearly to 0 over the `steps`.
+    Returns (Gs, Ds, history): lists of trained generators and discriminators, one per seed, and
+    the history (train_seeds'; losses of the last seed when seeds run alone)."""
     settings = TOY_TRICKS[trick] if isinstance(trick, str) else trick
     unknown = set(settings) - {"loss", "optimizer", "lr", "lr_d", "betas", "k", "clip_value", "pack", "spectral",
-                               "minibatch"}
+                               "minibatch", "ema", "lr_decay"}
     if unknown:
         raise ValueError(f"unknown trick settings {sorted(unknown)}; see gan_utils.ensemble.TOY_TRICKS")
     variant = {key: settings[key] for key in ("pack", "spectral", "minibatch") if key in settings}
@@ -225,14 +249,20 @@ def train_toy_seeds(seeds, centers, std, steps, device="cpu", trick="GAN", batch
     if not settings.get("minibatch"):
         G, D = BatchedMLP(Gs, nn.ReLU()), BatchedMLP(Ds, nn.LeakyReLU(0.2))
         opt_g, opt_d = _optimizers(G, D, settings)
+        G_out, every_step = _run_settings(G, (opt_g, opt_d), steps, settings)
 
         def callback(step, G, D):
-            for s, G_s in enumerate(G.unstack(Gs)):
-                record(step, s, G_s)
+            if step > 0:
+                every_step()
+            if record and step % record_every == 0:
+                for s, G_s in enumerate(G_out.unstack(Gs)):
+                    record(step, s, G_s)
         history = train_seeds(G, D, sample, generators, steps=steps, opt_g=opt_g, opt_d=opt_d,
-                              batch_size=batch_size, loss=loss, k=k, clip_value=clip_value,
-                              callback=callback if record else None, callback_every=record_every)
-        return G.unstack(Gs), D.unstack(Ds), history
+                              batch_size=batch_size, loss=loss, k=k, clip_value=clip_value, callback=callback,
+                              callback_every=1 if {"ema", "lr_decay"} & set(settings) else record_every)
+        return G_out.unstack(Gs), D.unstack(Ds), history
+    if {"ema", "lr_decay"} & set(settings):
+        raise ValueError("'ema' and 'lr_decay' need the batched run, which minibatch discrimination does not have")
     d_steps = sum(_k_schedule(k, k if isinstance(k, int) else 1)(step) for step in range(steps))
     for s, (G, D, gen) in enumerate(zip(Gs, Ds, generators)):
         opt_g, opt_d = _optimizers(G, D, settings)

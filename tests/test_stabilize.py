@@ -312,6 +312,41 @@ def test_every_toy_trick_trains(trick, device):
         assert max(p.abs().max().item() for p in Ds[0].parameters()) <= 0.01 + 1e-7
 
 
+def test_toy_ema_and_lr_decay(device):
+    """"ema": the returned G is the running average of the trained G's weights, updated after every
+    G step; "lr_decay": the learning rates fall linearly to 0, so the last step moves nothing."""
+    from gan_utils import ensemble
+
+    centers, std, steps = gu.grid_centers(), 0.05, 4
+    plain = ensemble.train_toy_seeds([0, 1], centers, std, steps, device=device, batch_size=32)
+    seen = []
+    averaged = ensemble.train_toy_seeds([0, 1], centers, std, steps, device=device, batch_size=32,
+                                        trick={"ema": 0.5}, record=lambda step, s, G: seen.append(step),
+                                        record_every=2)
+    assert seen == [0, 0, 2, 2, 4, 4]
+    # the same training (same random numbers), so D is the plain run's; G is the average of the
+    # 4 G's after each step, with weights 1/8, 1/8, 1/4, 1/2 (the first update copies G)
+    for p_avg, p_plain in zip(averaged[1][0].parameters(), plain[1][0].parameters()):
+        assert torch.allclose(p_avg, p_plain)
+    assert not torch.allclose(averaged[0][0].net[0].weight, plain[0][0].net[0].weight)
+
+    G, D = ensemble.toy_models(0, device)
+    G_avg = ensemble.BatchedMLP([G], nn.ReLU())
+    opt = torch.optim.SGD(G_avg.parameters(), lr=1.0)
+    G_out, every_step = ensemble._run_settings(G_avg, [opt], 2, {"ema": 0.5, "lr_decay": True})
+    w = [G_avg.weights[0].detach().clone()]
+    for _ in range(2):
+        with torch.no_grad():
+            G_avg.weights[0].add_(1.0)
+        w.append(G_avg.weights[0].detach().clone())
+        opt.step()                                           # no gradients: moves nothing
+        every_step()
+    assert torch.allclose(G_out.weights[0], 0.5 * w[1] + 0.5 * w[2])
+    assert opt.param_groups[0]["lr"] == 0.0                  # 1.0 -> 0.5 -> 0.0
+    with pytest.raises(ValueError, match="batched"):
+        ensemble.train_toy_seeds([0], centers, std, 1, device=device, trick={"minibatch": 4, "ema": 0.9})
+
+
 def test_minibatch_discrimination_is_the_papers_formula(device):
     torch.manual_seed(0)
     layer = gu.MinibatchDiscrimination(6, kernels=4, kernel_dim=3).to(device)
