@@ -53,7 +53,7 @@ def dcgan(noise_dim=64, width=16, upsample=False, n_classes=0, lr=2e-4, betas=(0
 
 def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, conditional=False, lr=2e-4,
               betas=(0.5, 0.999), seed=0, classifier=None, device="cpu", progress=True, folder=None,
-              conditioning="concat", minibatch=16):
+              conditioning="concat", minibatch=16, fast=False):
     """Train notebook 05's DCGAN (`dcgan`) on split['x_train'] with batch 128, noise 64 and the
     non-saturating loss (conditional: with the matching-aware D, `losses.matching_aware_loss`), through `train_run` (checkpointed, resumed, reloaded when done).
     Every epoch the Watcher keeps 100 fixed-noise samples (conditional: digits 0-9, ten each,
@@ -62,7 +62,7 @@ def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, condi
     and for a conditional G the 'accuracy' of its requested labels (100 per digit); conditioning:
     how its D reads the label ('concat' or 'projection', see DCGANDiscriminator); minibatch: a
     conditional D's minibatch-discrimination kernels (without them G learned to ignore z and drew
-    one image per label).
+    one image per label); fast: train_gan's CUDA-graph path (`gan_utils.fast`; eager on a CPU).
     Returns (G, D, watcher, history)."""
     classifier = classifier if classifier is not None else load_classifier(split, device=device, verbose=False)
     settings = {"data": split["protocol"], "n_train": len(split["x_train"]), "seed": seed, "noise_dim": 64,
@@ -88,7 +88,7 @@ def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, condi
     watcher = Watcher(z_fixed, score, len(data), y_fixed=y_fixed)
     history = train_run(G, D, data, name=name, settings=settings, watcher=watcher, epochs=epochs, folder=folder,
                         progress=progress, noise=make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d,
-                        loss=matching_aware_loss() if conditional else "nonsaturating")
+                        loss=matching_aware_loss() if conditional else "nonsaturating", fast=fast)
     return G, D, watcher, history
 
 
