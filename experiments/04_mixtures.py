@@ -50,7 +50,8 @@ def run(mixture, trick, seeds, steps, record_every, n_eval=2500, extra=None):
     final = curve[str(steps)]
     summary = {key: [m[key] for m in final] for key in final[0]}
     return {"mixture": mixture, "trick": name(trick, extra), "base_trick": trick, "extra": extra or {},
-            "seeds": list(seeds), "steps": steps, "d_steps": d_steps, "seconds": seconds, "curve": curve, "final": summary, "samples_seed0": points}
+            "seeds": list(seeds), "steps": steps, "d_steps": d_steps, "seconds": seconds, "curve": curve,
+            "final": summary, "samples_seed0": points}
 
 
 def name(trick, extra):
