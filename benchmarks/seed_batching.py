@@ -15,7 +15,8 @@ over hundreds of steps GAN training amplifies it; the runs then differ as two se
 (tests/test_stabilize.py checks the same). Then the two
 run interleaved in rounds (loop, batched, loop, batched, ...); the script prints ms per G step of
 all seeds together, the medians, and last   speedup=<median loop / median batched>   (target >= 4
-at 8 seeds).
+at 8 seeds). On the CPU it also profiles a short batched run and prints the time of its matrix
+products alone: the loop's time over that is a bound no batching can beat on this machine.
 
 Usage (from the repository root):
     python benchmarks/seed_batching.py                       # 8 seeds x 200 steps x 3 rounds, 1 thread
@@ -92,7 +93,22 @@ def main():
               f"ratio {t_loop / t_batch:.2f}")
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"median ms per G step (all {args.seeds} seeds): loop {med['loop']:.1f}, batched {med['batched']:.1f}")
+    if args.device == "cpu":
+        products = product_ms(seeds, min(args.steps, 50), args.batch_size, centers)
+        print(f"matrix products alone, batched: {products:.1f} ms/step (torch.profiler): with every other "
+              f"operation free, batching would reach at most bound={med['loop'] / products:.2f}x here")
     print(f"speedup={med['loop'] / med['batched']:.2f}")
+
+
+def product_ms(seeds, steps, batch_size, centers):
+    """ms per G step that the batched run spends in matrix products (bmm, baddbmm, mm, addmm),
+    the work no implementation can skip: the loop's time over it bounds any batching's gain."""
+    from torch.profiler import profile
+    with profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train_batched(seeds, steps, batch_size, centers, 0.02, "cpu")
+    us = sum(e.self_cpu_time_total for e in prof.key_averages()
+             if e.key in ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"))
+    return us / 1000 / steps
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #   3. notebook 03                  CI profile, then a timed slice of the real profile (5 epochs of
 #                                   the main run instead of 250, strong asserts off)
 #   4. benchmarks/train_speed.py    --quick: eager, hand-written, tutorial, fast path, DCGAN
+#   5. benchmarks/seed_batching.py  8 toy seeds batched vs a loop over them (issue 11: >= 4x)
 # and write a markdown summary (GPU, date, time and pass/fail of each part) to the file given as
 # the first argument, else $OUT/gpu_check.md, else ./gpu_check.md; each part's log lies beside it.
 #
@@ -20,14 +21,14 @@
 # MNIST: $GAN_DATA_DIR, else the ignored folder .gpu-data/, filled once with all of MNIST (11 MB gzip):
 #   mkdir -p .gpu-data/MNIST/raw && cp ../shared/mnist-full/MNIST/raw/*.gz .gpu-data/MNIST/raw/
 # else the repository's data/.
-# GPU_CHECK_PARTS="tests nb01 nb02 nb03 bench" picks parts; GPU_CHECK_BUDGET (default 470 s)
+# GPU_CHECK_PARTS="tests seeds nb01 nb02 nb03 bench" picks parts; GPU_CHECK_BUDGET (default 470 s)
 # bounds the whole run; GPU_CHECK_PROFILE=ci runs every notebook in the CI profile (a dry run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET:-470}                 # seconds for everything; each part gets a share
-PARTS=${GPU_CHECK_PARTS:-tests nb01 nb02 nb03 bench}
+PARTS=${GPU_CHECK_PARTS:-tests seeds nb01 nb02 nb03 bench}
 SUMMARY=${1:-${OUT:+$OUT/gpu_check.md}}
 SUMMARY=${SUMMARY:-$REPO/gpu_check.md}
 LOGS=$(cd "$(dirname "$SUMMARY")" && pwd)
@@ -83,6 +84,8 @@ for part in $PARTS; do
   case $part in
     tests) NOTE_PATTERN='^[0-9]+ (passed|failed|error|skipped|deselected)' run_part tests "tests on CUDA" 150 \
              "$PY" -m pytest -q -o addopts= -p no:cacheprovider tests -k cuda ;;
+    seeds) NOTE_PATTERN='^(median|speedup=)' run_part seeds "seed batching" 60 \
+             "$PY" benchmarks/seed_batching.py --device cuda --steps 100 --repeats 3 ;;
     nb01)  NOTE_PATTERN="$NB_NOTE" run_part nb01 "01 real" 90 $(nb real 01_gaussian_1d) ;;
     nb02)  NOTE_PATTERN="$NB_NOTE" run_part nb02 "02 real" 90 $(nb real 02_line_2d) ;;
     nb03)  NOTE_PATTERN="$NB_NOTE" run_part nb03ci "03 ci" 90 $(nb ci 03_mnist_mlp_gan)
@@ -95,7 +98,7 @@ for part in $PARTS; do
     bench) NOTE_PATTERN='^(gan_utils_vs|gpu_fast)' run_part bench "benchmark" 120 "$PY" benchmarks/train_speed.py --quick
            line=$(grep -E '^gpu_fast_vs_eager' "$LOGS/gpu_check_bench.log" | tail -1)
            [ -n "$line" ] && ROWS+=("| bench: fast path | - | - | $line |") ;;
-    *) echo "gpu_check: unknown part $part (use tests nb01 nb02 nb03 bench)" >&2 ;;
+    *) echo "gpu_check: unknown part $part (use tests seeds nb01 nb02 nb03 bench)" >&2 ;;
   esac
 done
 
