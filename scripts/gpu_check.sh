@@ -21,14 +21,14 @@
 # MNIST: $GAN_DATA_DIR, else the ignored folder .gpu-data/, filled once with all of MNIST (11 MB gzip):
 #   mkdir -p .gpu-data/MNIST/raw && cp ../shared/mnist-full/MNIST/raw/*.gz .gpu-data/MNIST/raw/
 # else the repository's data/.
-# GPU_CHECK_PARTS="tests seeds nb01 nb02 nb03 bench" picks parts; GPU_CHECK_BUDGET (default 470 s)
+# GPU_CHECK_PARTS="tests nb01 nb02 nb03 bench seeds" picks parts; GPU_CHECK_BUDGET (default 470 s)
 # bounds the whole run; GPU_CHECK_PROFILE=ci runs every notebook in the CI profile (a dry run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET:-470}                 # seconds for everything; each part gets a share
-PARTS=${GPU_CHECK_PARTS:-tests seeds nb01 nb02 nb03 bench}
+PARTS=${GPU_CHECK_PARTS:-tests nb01 nb02 nb03 bench seeds}
 SUMMARY=${1:-${OUT:+$OUT/gpu_check.md}}
 SUMMARY=${SUMMARY:-$REPO/gpu_check.md}
 LOGS=$(cd "$(dirname "$SUMMARY")" && pwd)
@@ -98,7 +98,7 @@ for part in $PARTS; do
     bench) NOTE_PATTERN='^(gan_utils_vs|gpu_fast)' run_part bench "benchmark" 120 "$PY" benchmarks/train_speed.py --quick
            line=$(grep -E '^gpu_fast_vs_eager' "$LOGS/gpu_check_bench.log" | tail -1)
            [ -n "$line" ] && ROWS+=("| bench: fast path | - | - | $line |") ;;
-    *) echo "gpu_check: unknown part $part (use tests seeds nb01 nb02 nb03 bench)" >&2 ;;
+    *) echo "gpu_check: unknown part $part (use tests nb01 nb02 nb03 bench seeds)" >&2 ;;
   esac
 done
 
