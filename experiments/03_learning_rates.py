@@ -54,6 +54,9 @@ def run(setting, epochs, device):
     history = gu.train_run(G, D, data, name="03_mnist_mlp_gan", settings=settings, watcher=watch, epochs=epochs,
                            noise=gu.make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d,
                            loss=LOSSES.get(settings["loss"], settings["loss"]), progress=True)
+    if history["step"][-1] < epochs * len(data):     # interrupted (Ctrl-C): no results of an unfinished run
+        raise SystemExit(f"stopped at G step {history['step'][-1]:,} of {epochs * len(data):,}; "
+                         f"the last finished epoch is checkpointed: run the same command to resume")
     G_best, _ = watch.best_models(G, D)
     t0 = time.perf_counter()
     evals = {"best": gu.evaluate_generator(G_best, split, classifier), "last": gu.evaluate_generator(G, split, classifier)}
