@@ -69,11 +69,11 @@ def run(setting, epochs, device):
         results[which] = gu.evaluation_summary(e)
     results["eval_seconds"] = time.perf_counter() - t0
     shown = sorted({1, 20, watch.best["epoch"], max(watch.snapshots)} & set(watch.snapshots))
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.0), dpi=60)
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.0), dpi=100)
     for ax, e in zip(axes, shown):
         gu.show_images(watch.snapshots[e][:36].float() / 255, nrow=6, ax=ax,
                        title=f"epoch {e}" + (" (best)" if e == watch.best["epoch"] else ""))
-    fig.suptitle(f"lr {lr:g}, betas {betas}")
+    fig.suptitle(f"lr {lr:g}, betas {betas}" + (f", {settings['loss']}" if settings["loss"] != "nonsaturating" else ""))
     fig.tight_layout()
     fig.savefig(HERE / "results" / f"03_{setting}.png")
     return results
