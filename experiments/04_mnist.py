@@ -74,6 +74,12 @@ class CriticEpochs:
                 yield real
 
 
+def critic_steps(trick, g_steps):
+    """The D steps a run of `trick` takes for `g_steps` G steps (k(step) per G step; 1 for a GAN)."""
+    k = TRICKS[trick].get("k", 1)
+    return sum(k(step) for step in range(g_steps)) if callable(k) else k * g_steps
+
+
 def build(trick, seed, device):
     """(G, D, opt_g, opt_d, loss) of a trick, initialized from `seed`."""
     t = TRICKS[trick]
@@ -116,6 +122,7 @@ def run(trick, seed, epochs, split, classifier, device):
     t0 = time.perf_counter()
     e = gu.evaluate_generator(G, split, classifier)
     return {"trick": trick, "seed": seed, "epochs": epochs, "steps": history["step"][-1],
+            "d_steps": critic_steps(trick, history["step"][-1]),
             "train_minutes": watch.seconds / 60, "eval_seconds": time.perf_counter() - t0,
             **gu.evaluation_summary(e),
             "valid_frechet": {str(k): v["frechet"] for k, v in sorted(watch.scores.items())},
