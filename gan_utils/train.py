@@ -101,13 +101,14 @@ def d_step(G, D, opt_d, real, noise, loss, clip_value=None):
 
 def g_step(G, D, opt_g, real, noise, loss):
     """One generator update of Algorithm 1: descend loss.g_loss on a fresh fake batch (the
-    non-saturating loss ascends log D(G(z))). D's parameters receive gradients but are not
-    updated (d_step clears them). real: (m, ...), used by feature matching. Returns loss_g,
-    detached."""
+    non-saturating loss ascends log D(G(z))). The gradient flows back through D to G, but only
+    G's parameters get gradients: D's weight gradients would be thrown away by the next d_step
+    (skipping them saves ~5% of the step's arithmetic, and G's update is bitwise the same).
+    real: (m, ...), used by feature matching. Returns loss_g, detached."""
     real, G, D = unpack_batch(real, G, D)
     loss_g = loss.g_loss(D, G(noise(len(real))), real)
     opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
+    loss_g.backward(inputs=[p for p in G.parameters() if p.requires_grad])
     opt_g.step()
     return loss_g.detach()
 

@@ -120,3 +120,28 @@ def test_train_gan_calls_d_step_and_g_step():
         return torch.cat([p.detach().flatten() for p in G.parameters()])
 
     assert torch.equal(run(True), run(False))
+
+
+@pytest.mark.parametrize("name", ["nonsaturating", "saturating", "feature_matching", "wgan"])
+def test_g_step_updates_g_as_a_full_backward_would(name, device):
+    """g_step computes gradients for G's parameters only: G ends bitwise where a step with
+    D's weight gradients too (the plain loss_g.backward()) would put it, and D gets none."""
+    def step(only_g):
+        gu.seed_everything(0)
+        G = gu.MLPGenerator(2, (2,), (8,), None, None).to(device)
+        D = gu.MLPDiscriminator(2, (8,)).to(device)
+        opt_g = gu.make_optimizer(G, lr=1e-3)
+        noise, loss, real = gu.make_noise(2, device=device), gu.get_losses(name), gu.sample_line_2d(16).to(device)
+        for _ in range(3):
+            if only_g:
+                gu.g_step(G, D, opt_g, real, noise, loss)
+            else:
+                loss_g = loss.g_loss(D, G(noise(len(real))), real)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+        return torch.cat([p.detach().flatten() for p in G.parameters()]), [p.grad for p in D.parameters()]
+
+    (g_only, d_grads), (g_full, d_grads_full) = step(True), step(False)
+    assert torch.equal(g_only, g_full)
+    assert all(g is None for g in d_grads) and any(g is not None for g in d_grads_full)
