@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("GAN_PROFILE", "ci")
 _shared = Path(__file__).resolve().parent.parent / "shared" / "mnist-full"
 if "GAN_DATA_DIR" not in os.environ and _shared.is_dir():
@@ -26,6 +28,18 @@ def pytest_generate_tests(metafunc):
     """Every test that takes a `device` argument runs on the CPU, and on CUDA when there is a GPU."""
     if "device" in metafunc.fixturenames:
         metafunc.parametrize("device", _devices())
+
+
+def _load_script(relative_path):
+    """A script of the repository (experiments/, scripts/) imported as a module, without running
+    its main(): its functions can then be tested."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,3 +62,9 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason=f"no MNIST data: {exc}")
         for item in mnist_items:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """load_script("experiments/04_mnist.py") -> that script as a module (see _load_script)."""
+    return _load_script

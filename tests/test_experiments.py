@@ -1,7 +1,6 @@
 """The pieces of experiments/04_mnist.py that its committed results depend on: the critics' epochs
 (CriticEpochs: the same G steps per epoch for k D steps per G step) and critic_steps, the D steps
 stored with each run. The experiment itself takes hours; these run on a toy GAN in seconds."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,11 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def mnist04():
-    spec = importlib.util.spec_from_file_location("mnist04", ROOT / "experiments" / "04_mnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def mnist04(load_script):
+    return load_script("experiments/04_mnist.py")
 
 
 def test_critic_epochs_yield_k_batches_per_g_step_and_wrap_around(mnist04):

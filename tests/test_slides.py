@@ -17,7 +17,6 @@ Failures name the deck, the slide (number as shown on the slide, and its #/h/v U
 Needs Debian's `chromium`, the npm packages of package.json (`npm install`) and websocket-client
 (installed with Jupyter); skips without them. All decks take well under 2 minutes on 2 cores.
 """
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -31,13 +30,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 SHOTS = ROOT / "build" / "slide-shots"
 WIDTH, HEIGHT = 960, 700   # reveal's slide size in the built decks
 SHOTS_PER_DECK = 4
-
-
-def _build_slides_module():
-    spec = importlib.util.spec_from_file_location("build_slides", ROOT / "scripts" / "build_slides.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def expected_slide_count(notebook):
@@ -123,11 +115,11 @@ def _screenshot_choice(slides):
 
 
 @pytest.fixture(scope="module")
-def decks(tmp_path_factory):
+def decks(tmp_path_factory, load_script):
     """Build every deck and measure it in one headless Chromium: {deck: {...}}."""
     if not chromium_path():
         pytest.skip("no Chromium: `apt-get install chromium` (Debian) to run the slide test")
-    build_slides = _build_slides_module()
+    build_slides = load_script("scripts/build_slides.py")
     missing = build_slides.missing_assets()
     if missing:
         pytest.skip(f"no local reveal.js and friends ({missing[0]} is missing): run `npm install` at the repo root")
