@@ -198,8 +198,8 @@ class MaxoutDiscriminator(nn.Module):
 
 
 def dcgan_init(module):
-    """DCGAN weight init (Radford et al. 2016): conv weights ~ N(0, 0.02), BatchNorm gamma ~
-    N(1, 0.02), beta = 0. Use as `model.apply(dcgan_init)`."""
+    """DCGAN weight init (Radford et al. 2016): conv weights ~ N(0, 0.02^2) (standard
+    deviation 0.02), BatchNorm gamma ~ N(1, 0.02^2), beta = 0. Use as `model.apply(dcgan_init)`."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
@@ -285,7 +285,7 @@ class DCGANDiscriminator(nn.Module):
     norm: 'batch', 'layer' (GroupNorm with one group, per example) or None; a WGAN-GP critic
     needs 'layer' or None, since its penalty treats each example on its own.
     n_classes > 0, conditioning='projection': a projection discriminator (Miyato & Koyama 2018),
-    logit(x) + <embed(y), features(x)>, with a learned embedding per class, N(0, 0.02) at first like
+    logit(x) + <embed(y), features(x)>, with a learned embedding per class, N(0, 0.02^2) at first like
     the head; conditioning='concat': the label as input (Mirza & Osindero 2014), a learned
     image_size x image_size map per class concatenated to x as one more channel.
     minibatch > 0: that many minibatch-discrimination kernels (Salimans et al. 2016) on the last
