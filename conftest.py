@@ -57,7 +57,7 @@ def pytest_collection_modifyitems(config, items):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gan_utils.load_images("mnist", train=False)
+            gan_utils.mnist.load_images("mnist", train=False)
     except FileNotFoundError as exc:
         skip = pytest.mark.skip(reason=f"no MNIST data: {exc}")
         for item in mnist_items:

@@ -31,7 +31,7 @@ def run(kwargs, steps, device, seed=0):
     G, D = gan_utils.MLPGenerator().to(device), gan_utils.MLPDiscriminator().to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), **kwargs)
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), **kwargs)
-    noise, loss = gan_utils.make_noise(64, device=device), gan_utils.get_losses("nonsaturating")
+    noise, loss = gan_utils.make_noise(64, device=device), gan_utils.get_loss("nonsaturating")
     real = torch.rand(128, 1, 28, 28, device=device)
     for i in range(steps + 3):
         if i == 3:                                   # 3 warm-up steps create Adam's state

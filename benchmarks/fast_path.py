@@ -4,7 +4,7 @@ For the course's MNIST MLP GAN (batch 128, as in train_speed.py) and the 28-px D
 (batch 128, 100-d noise), on random images, this times the step functions alone (one D step and
 one G step per G step, no logging), from fresh models with the same seed:
 
-  eager     gan_utils.d_step / g_step (what train_gan runs)
+  eager     gan_utils.steps.eager_steps: d_step / g_step (what train_gan runs)
   fast      gan_utils.fast.fast_steps: the two steps captured once as CUDA graphs
   *_cl      the same with the DCGAN and its data in channels_last memory format
   compile   torch.compile(mode="reduce-overhead") of the D step and of the G step (--compile);
@@ -25,6 +25,7 @@ import torch
 
 import gan_utils
 from gan_utils.fast import fast_steps
+from gan_utils.steps import eager_steps
 
 BATCH = 128
 
@@ -42,15 +43,13 @@ def build(model, seed, device, channels_last=False):
     G, D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
     reals = [r.contiguous(memory_format=fmt) for r in reals] if channels_last else reals
     opt_g, opt_d = gan_utils.make_optimizer(G), gan_utils.make_optimizer(D)
-    return G, D, opt_g, opt_d, gan_utils.make_noise(dim, device=device), gan_utils.get_losses("nonsaturating"), reals
+    return G, D, opt_g, opt_d, gan_utils.make_noise(dim, device=device), gan_utils.get_loss("nonsaturating"), reals
 
 
 def step_fns(variant, G, D, opt_g, opt_d, noise, loss, reals):
-    """(d_fn, g_fn, setup seconds) of a variant."""
+    """(d_fn, g_fn, setup seconds) of a variant; d_fn(real), g_fn(real)."""
     start = time.perf_counter()
-    if variant.startswith("fast"):
-        d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, loss, reals[0], verbose=False)
-    elif variant == "compile":
+    if variant == "compile":
         d_c = torch.compile(lambda real: gan_utils.d_step(G, D, opt_d, real, noise, loss), mode="reduce-overhead")
         g_c = torch.compile(lambda real: gan_utils.g_step(G, D, opt_g, real, noise, loss), mode="reduce-overhead")
 
@@ -64,9 +63,10 @@ def step_fns(variant, G, D, opt_g, opt_d, noise, loss, reals):
 
         for real in reals[:3]:   # compilation happens in the first calls
             d_fn(real), g_fn(real)
-    else:
-        d_fn = lambda real: gan_utils.d_step(G, D, opt_d, real, noise, loss)   # noqa: E731
-        g_fn = lambda real: gan_utils.g_step(G, D, opt_g, real, noise, loss)   # noqa: E731
+    else:   # train_gan's step functions take (real, G, D)
+        steps = fast_steps(G, D, opt_g, opt_d, noise, loss, reals[0], verbose=False) if variant.startswith("fast") \
+            else eager_steps(G, D, opt_g, opt_d, noise, loss)
+        d_fn, g_fn = (lambda real, fn=fn: fn(real, G, D) for fn in steps)
     sync()
     return d_fn, g_fn, time.perf_counter() - start
 

@@ -7,7 +7,7 @@ round). It prints ms per (D step + G step) and each loss's per-round ratio to th
 
   r1        gu.r1_loss(10): one more backward pass per D step, through D's input gradient
   wgan_gp   gu.wgan_gp_loss(10): the same on interpolated images
-  hinge     gu.hinge_loss(): only the formula changes (a control: ratio about 1)
+  hinge     gu.losses.hinge_loss(): only the formula changes (a control: ratio about 1)
 
 Notebook 03 quotes the R1 ratio. Images: the first batches of MNIST's training split when
 $GAN_DATA_DIR holds it, else uniform noise (the cost does not depend on the pixels).
@@ -22,14 +22,14 @@ import torch
 
 import gan_utils
 
-LOSSES = {"nonsaturating": lambda: gan_utils.get_losses("nonsaturating"), "r1": lambda: gan_utils.r1_loss(10.0),
-          "wgan_gp": lambda: gan_utils.wgan_gp_loss(10.0), "hinge": gan_utils.hinge_loss}
+LOSSES = {"nonsaturating": lambda: gan_utils.get_loss("nonsaturating"), "r1": lambda: gan_utils.r1_loss(10.0),
+          "wgan_gp": lambda: gan_utils.wgan_gp_loss(10.0), "hinge": gan_utils.losses.hinge_loss}
 
 
 def images(n, device):
     """(n, 1, 28, 28) MNIST training images in [0, 1], or uniform noise without the data."""
     try:
-        return gan_utils.load_images(train=True, limit=n, download=False)[0].to(device)
+        return gan_utils.mnist.load_images(train=True, limit=n, download=False)[0].to(device)
     except (OSError, RuntimeError, ValueError):
         return torch.rand(n, 1, 28, 28, device=device)
 

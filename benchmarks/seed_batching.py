@@ -1,12 +1,12 @@
 """How much faster is seed batching than a Python loop over seeds? The toy GAN of notebook 04.
 
-The toy GAN (gan_utils.ensemble.toy_models: G 2 -> 128 -> 128 -> 128 -> 2 ReLU, D three hidden
+The toy GAN (gan_utils.lessons.seeds.toy_models: G 2 -> 128 -> 128 -> 128 -> 2 ReLU, D three hidden
 layers of 128 with LeakyReLU 0.2), batch 256, Adam 1e-3 betas (0.5, 0.999), non-saturating loss,
 on the 8-mode ring, for --seeds seeds of --steps G steps each, two ways:
 
   loop     for each seed: its own G and D (nn.Modules), the course's d_step and g_step, data and
            noise from the seed's torch.Generator (a lone run, as the tests define it)
-  batched  gan_utils.train_toy_seeds: all seeds stacked into one BatchedMLP, one baddbmm per layer
+  batched  gan_utils.lessons.seeds.train_toy_seeds: all seeds stacked into one BatchedMLP, one baddbmm per layer
 
 First it checks that both give the same generators after 15 steps, to a tenth of one Adam step
 (atol 1e-4, lr 1e-3): Adam's step lr m / sqrt(v) turns the last-bit difference between a batched
@@ -31,14 +31,14 @@ import time
 import torch
 
 import gan_utils as gu
-from gan_utils import ensemble
+from gan_utils.lessons import seeds
 
 
-def train_loop(seeds, steps, batch_size, centers, std, device):
+def train_loop(seed_ids, steps, batch_size, centers, std, device):
     """Each seed alone, one after the other. Returns the trained generators."""
-    sample, loss, Gs = ensemble.mixture_sampler(centers, std), gu.get_losses("nonsaturating"), []
-    for s in seeds:
-        G, D = ensemble.toy_models(s, device)
+    sample, loss, Gs = seeds.mixture_sampler(centers, std), gu.get_loss("nonsaturating"), []
+    for s in seed_ids:
+        G, D = seeds.toy_models(s, device)
         gen = torch.Generator(device=device).manual_seed(s)
         opt_g = gu.make_optimizer(G, "adam", 1e-3, betas=(0.5, 0.999))
         opt_d = gu.make_optimizer(D, "adam", 1e-3, betas=(0.5, 0.999))
@@ -51,8 +51,8 @@ def train_loop(seeds, steps, batch_size, centers, std, device):
     return Gs
 
 
-def train_batched(seeds, steps, batch_size, centers, std, device):
-    return gu.train_toy_seeds(seeds, centers, std, steps, device=device, batch_size=batch_size)[0]
+def train_batched(seed_ids, steps, batch_size, centers, std, device):
+    return seeds.train_toy_seeds(seed_ids, centers, std, steps, device=device, batch_size=batch_size)[0]
 
 
 def timed(fn, device, *args):
@@ -75,18 +75,18 @@ def main():
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    seeds, centers = list(range(args.seeds)), gu.ring_centers(8)
+    seed_ids, centers = list(range(args.seeds)), gu.ring_centers(8)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
           f"device {args.device}; {args.seeds} seeds x {args.steps} G steps, batch {args.batch_size}")
-    G_loop = train_loop(seeds, 15, args.batch_size, centers, 0.02, args.device)
-    G_batch = train_batched(seeds, 15, args.batch_size, centers, 0.02, args.device)
+    G_loop = train_loop(seed_ids, 15, args.batch_size, centers, 0.02, args.device)
+    G_batch = train_batched(seed_ids, 15, args.batch_size, centers, 0.02, args.device)
     same = all(torch.allclose(a, b, rtol=1e-4, atol=1e-4)
                for Ga, Gb in zip(G_loop, G_batch) for a, b in zip(Ga.parameters(), Gb.parameters()))
     print(f"after 15 steps the loop and the batched generators are allclose: {same}")
     times = {"loop": [], "batched": []}
     for r in range(args.repeats):
-        _, t_loop = timed(train_loop, args.device, seeds, args.steps, args.batch_size, centers, 0.02)
-        _, t_batch = timed(train_batched, args.device, seeds, args.steps, args.batch_size, centers, 0.02)
+        _, t_loop = timed(train_loop, args.device, seed_ids, args.steps, args.batch_size, centers, 0.02)
+        _, t_batch = timed(train_batched, args.device, seed_ids, args.steps, args.batch_size, centers, 0.02)
         for name, t in (("loop", t_loop), ("batched", t_batch)):
             times[name].append(1000 * t / args.steps)
         print(f"round {r + 1}: loop {times['loop'][-1]:.1f} ms/step, batched {times['batched'][-1]:.1f} ms/step, "
@@ -94,18 +94,18 @@ def main():
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"median ms per G step (all {args.seeds} seeds): loop {med['loop']:.1f}, batched {med['batched']:.1f}")
     if args.device == "cpu":
-        products = product_ms(seeds, min(args.steps, 50), args.batch_size, centers)
+        products = product_ms(seed_ids, min(args.steps, 50), args.batch_size, centers)
         print(f"matrix products alone, batched: {products:.1f} ms/step (torch.profiler): with every other "
               f"operation free, batching would reach at most bound={med['loop'] / products:.2f}x here")
     print(f"speedup={med['loop'] / med['batched']:.2f}")
 
 
-def product_ms(seeds, steps, batch_size, centers):
+def product_ms(seed_ids, steps, batch_size, centers):
     """ms per G step that the batched run spends in matrix products (bmm, baddbmm, mm, addmm),
     the work no implementation can skip: the loop's time over it bounds any batching's gain."""
     from torch.profiler import profile
     with profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        train_batched(seeds, steps, batch_size, centers, 0.02, "cpu")
+        train_batched(seed_ids, steps, batch_size, centers, 0.02, "cpu")
     us = sum(e.self_cpu_time_total for e in prof.key_averages()
              if e.key in ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"))
     return us / 1000 / steps

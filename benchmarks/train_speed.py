@@ -6,7 +6,7 @@ for the same number of generator steps three ways, each from freshly built model
 seed:
 
   A  gan_utils   `gan_utils.train_gan` over `gan_utils.TensorBatches` of the images that
-                 `gan_utils.load_images` preloaded into one tensor (progress=False).
+                 `gan_utils.mnist.load_images` preloaded into one tensor (progress=False).
   B  handwritten the limit: a minimal loop over the same preloaded tensor, same models,
                  optimizers and loss functions (randperm indexing, D step, G step, nothing else).
                  A and B consume the random numbers in the same order, so after the same number
@@ -37,7 +37,7 @@ On a GPU a fourth variant runs in the same rounds:
   r3 = median A / median F   (how many times faster the fast path is;      target >= 5)
 
 and the DCGAN of notebook 05 (gan_utils.DCGANGenerator(), DCGANDiscriminator() at 28 px, 100-d
-noise, images in [-1, 1]) runs the same loop eagerly (gan_utils.d_step / g_step) and fast:
+noise, images in [-1, 1]) runs the same loop eagerly (gan_utils.steps.eager_steps) and fast:
 
   r4 = median eager / median fast, DCGAN                                   (target >= 2)
 
@@ -47,7 +47,7 @@ a GPU by             gpu_fast_vs_eager=<r3> gpu_dcgan_fast_vs_eager=<r4>
 
 Data: MNIST idx files under <root>/MNIST/raw (root: --root, else $GAN_DATA_DIR, else the
 repository's data/). The training split is used when present, else the 10,000-image test split
-(gan_utils.load_images warns). train_gan runs whole epochs, so a round of --steps G steps uses
+(gan_utils.mnist.load_images warns). train_gan runs whole epochs, so a round of --steps G steps uses
 the first steps * 128 images as its data set (one epoch); a --steps beyond one epoch of the whole
 split is rounded to whole epochs. All three variants see the same images.
 
@@ -77,6 +77,8 @@ from torchvision import transforms
 
 import gan_utils
 from gan_utils.fast import fast_steps
+from gan_utils.mnist import load_images, read_idx
+from gan_utils.steps import eager_steps
 
 BATCH = 128
 NOISE_DIM = 64
@@ -106,8 +108,8 @@ class RawMNIST(torchvision.datasets.MNIST):
     def __init__(self, images_file, labels_file, transform=None):
         torchvision.datasets.VisionDataset.__init__(self, str(Path(images_file).parent), transform=transform)
         self.train = False
-        self.data = gan_utils.read_idx(images_file)             # (N, 28, 28) uint8
-        self.targets = gan_utils.read_idx(labels_file).long()   # (N,)
+        self.data = read_idx(images_file)             # (N, 28, 28) uint8
+        self.targets = read_idx(labels_file).long()   # (N,)
 
 
 def tutorial_dataset(info):
@@ -199,15 +201,16 @@ def run_tutorial(dataset, steps, seed, device):
     return G, D
 
 
-def logged_loop(d_fn, g_fn, data, epochs, critic=False):
-    """train_gan's loop around given step functions: every G step the four logged values are
-    stacked on the device, every 25 steps copied to the host. Returns the host rows."""
-    pending, rows = [], []
+def logged_loop(steps, G, D, data, epochs, critic=False):
+    """train_gan's loop around given step functions steps = (d_fn, g_fn) (`eager_steps`,
+    `fast_steps`): every G step the four logged values are stacked on the device, every 25 steps
+    copied to the host. Returns the host rows."""
+    (d_fn, g_fn), pending, rows = steps, [], []
     to_prob = (lambda s: s) if critic else torch.sigmoid
     for _ in range(epochs):
         for real in data:
-            loss_d, real_out, fake_out = d_fn(real)
-            loss_g = g_fn(real)
+            loss_d, real_out, fake_out = d_fn(real, G, D)
+            loss_g = g_fn(real, G, D)
             pending.append(torch.stack([loss_d, loss_g, to_prob(real_out).mean(), to_prob(fake_out).mean()]))
             if len(pending) == 25:
                 rows += torch.stack(pending).cpu().tolist()
@@ -223,10 +226,10 @@ def run_fast(images, steps, seed, device, capture_seconds):
     data = gan_utils.TensorBatches(images, BATCH)
     sync(device)
     start = time.perf_counter()
-    d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, "nonsaturating", images[:BATCH], verbose=False)
+    fast = fast_steps(G, D, opt_g, opt_d, noise, "nonsaturating", images[:BATCH], verbose=False)
     sync(device)
     capture_seconds.append(time.perf_counter() - start)
-    logged_loop(d_fn, g_fn, data, steps // len(data))
+    logged_loop(fast, G, D, data, steps // len(data))
     return G, D
 
 
@@ -236,7 +239,7 @@ def dcgan_speed(images, steps, repeats, seed, device, fast=True):
     images = images[:steps * BATCH] * 2 - 1   # [0, 1] -> [-1, 1] for the tanh generator
     data = gan_utils.TensorBatches(images, BATCH)
     noise = gan_utils.make_noise(100, device=device)
-    loss = gan_utils.get_losses("nonsaturating")
+    loss = gan_utils.get_loss("nonsaturating")
     ms = {"eager": [], "fast": []} if fast else {"eager": []}
     for r in range(repeats + 1):                                # round 0 is a warm-up
         for variant in ms:
@@ -244,11 +247,10 @@ def dcgan_speed(images, steps, repeats, seed, device, fast=True):
             G, D = gan_utils.DCGANGenerator().to(device), gan_utils.DCGANDiscriminator().to(device)
             opt_g, opt_d = gan_utils.make_optimizer(G), gan_utils.make_optimizer(D)
             if variant == "fast":
-                d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, loss, images[:BATCH], verbose=False)
+                step_fns = fast_steps(G, D, opt_g, opt_d, noise, loss, images[:BATCH], verbose=False)
             else:
-                d_fn = lambda real: gan_utils.d_step(G, D, opt_d, real, noise, loss)   # noqa: E731
-                g_fn = lambda real: gan_utils.g_step(G, D, opt_g, real, noise, loss)   # noqa: E731
-            seconds, _, _ = timed(logged_loop, d_fn, g_fn, data, 1, device=device)
+                step_fns = eager_steps(G, D, opt_g, opt_d, noise, loss)
+            seconds, _, _ = timed(logged_loop, step_fns, G, D, data, 1, device=device)
             if r > 0:
                 ms[variant].append(1000 * seconds / len(data))
     return ms
@@ -302,9 +304,9 @@ def memory_run(images, epochs, seed, device):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     reset_peak_rss()
-    # callback_every = one epoch: the callback runs before training and after every epoch
+    # a callback without `every`: train_gan calls it before training and after every epoch
     gan_utils.train_gan(G, D, data, noise=noise, epochs=epochs,
-                        opt_g=opt_g, opt_d=opt_d, progress=False, callback=record, callback_every=len(data))
+                        opt_g=opt_g, opt_d=opt_d, progress=False, callback=record)
     return rows
 
 
@@ -335,7 +337,7 @@ def main(argv=None):
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the test-split fallback is reported below instead
-        images, _, info = gan_utils.load_images("mnist", train=True, root=args.root, device=device, download=False)
+        images, _, info = load_images("mnist", train=True, root=args.root, device=device, download=False)
     dataset = tutorial_dataset(info)
     per_epoch = len(images) // BATCH
     if args.steps <= per_epoch:   # one epoch of the first steps*128 images

@@ -77,11 +77,11 @@ def main():
             print(f"epoch {epoch}: " + ", ".join(f"{n} FD {s[str(epoch)]['frechet']:.0f} KL {s[str(epoch)]['kl']:.3f}"
                                                  for n, s in scores.items()), flush=True)
 
-    folder = gu.checkpoint_dir() / "03_ema"
+    folder = gu.runs.checkpoint_dir() / "03_ema"
     folder.mkdir(parents=True, exist_ok=True)
     side, done = folder / "averages.pt", {"minutes": 0.0}
     if (folder / "run.pt").is_file() and side.is_file():      # resume: the averages of the last checkpoint
-        state = torch.load(side, weights_only=False)
+        state = torch.load(side, weights_only=True)
         for name, avg in averages.items():
             avg.load_state_dict(state["averages"][name])
         scores.update(state["scores"]); best.update(state["best"]); done["minutes"] = state["minutes"]
@@ -92,10 +92,11 @@ def main():
             torch.save({"averages": {n: a.state_dict() for n, a in averages.items()}, "scores": scores,
                         "best": best, "minutes": done["minutes"] + (time.perf_counter() - t0) / 60}, side)
 
+    checkpointed.every = 1                                    # train_gan calls it after every G step
     t0 = time.perf_counter()
     gu.train_gan(G, D, data, noise=gu.make_noise(64, device=device), epochs=args.epochs, opt_g=opt_g,
-                 opt_d=opt_d, loss="nonsaturating", callback=checkpointed, callback_every=1, progress=False,
-                 checkpoint_path=folder / "run.pt", resume=True)
+                 opt_d=opt_d, loss="nonsaturating", callback=checkpointed, progress=False,
+                 checkpoint=gu.checkpoints.Checkpoint(folder / "run.pt"))
     minutes = done["minutes"] + (time.perf_counter() - t0) / 60
     results = {"epochs": args.epochs, "steps": args.epochs * len(data), "train_minutes": minutes,
                "trained_on": gu.hardware(device), "torch": torch.__version__, "decays": DECAYS,

@@ -33,7 +33,7 @@ import gan_utils as gu
 
 SETTINGS = {"source": {"lr": 1e-5, "betas": (0.9, 0.999)}, "dcgan": {"lr": 2e-4, "betas": (0.5, 0.999)},
             "r1": {"lr": 2e-4, "betas": (0.5, 0.999), "loss": "r1, gamma 10"}}
-LOSSES = {"r1, gamma 10": gu.r1_loss(gamma=10.0)}     # a loss that is not a name of gu.get_losses
+LOSSES = {"r1, gamma 10": gu.r1_loss(gamma=10.0)}     # a loss that is not a name of gu.get_loss
 HERE = Path(__file__).resolve().parent
 
 
@@ -52,12 +52,12 @@ def run(setting, epochs, device):
     data = gu.TensorBatches(split["x_train"].to(device), 128)
     G, D, opt_g, opt_d = gu.mlp_gan(noise_dim=64, lr=lr, betas=betas, seed=0, device=device)
     watch = gu.Watcher(z_fixed, lambda G: gu.generator_scores(G, z_eval, f_valid, classifier), len(data))
-    history = gu.train_run(G, D, data, name="03_mnist_mlp_gan", settings=settings, watcher=watch, epochs=epochs,
-                           noise=gu.make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d,
-                           loss=LOSSES.get(settings["loss"], settings["loss"]), progress=True)
-    if history["step"][-1] < epochs * len(data):     # interrupted (Ctrl-C): no results of an unfinished run
-        raise SystemExit(f"stopped at G step {history['step'][-1]:,} of {epochs * len(data):,}; "
-                         f"the last finished epoch is checkpointed: run the same command to resume")
+    try:
+        history = gu.train_run(G, D, data, name="03_mnist_mlp_gan", settings=settings, watcher=watch, epochs=epochs,
+                               noise=gu.make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d,
+                               loss=LOSSES.get(settings["loss"], settings["loss"]), progress=True)
+    except gu.TrainingInterrupted as stop:           # Ctrl-C: no results of an unfinished run
+        raise SystemExit(f"{stop} (of {epochs * len(data):,} G steps)") from None
     G_best, _ = watch.best_models(G, D)
     t0 = time.perf_counter()
     evals = {"best": gu.evaluate_generator(G_best, split, classifier), "last": gu.evaluate_generator(G, split, classifier)}
@@ -70,8 +70,8 @@ def run(setting, epochs, device):
         results[which] = gu.evaluation_summary(e)
     results["eval_seconds"] = time.perf_counter() - t0
     shown = sorted({1, 20, watch.best["epoch"], max(watch.snapshots)} & set(watch.snapshots))
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.0), dpi=100)
-    for ax, e in zip(axes, shown):
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.0), dpi=100, squeeze=False)
+    for ax, e in zip(axes[0], shown):
         gu.show_images(watch.snapshots[e][:36].float() / 255, nrow=6, ax=ax,
                        title=f"epoch {e}" + (" (best)" if e == watch.best["epoch"] else ""))
     fig.suptitle(f"lr {lr:g}, betas {betas}" + (f", {settings['loss']}" if settings["loss"] != "nonsaturating" else ""))

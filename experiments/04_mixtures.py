@@ -1,4 +1,4 @@
-"""Notebook 04's mixture benchmark: every trick of `gan_utils.ensemble.TOY_TRICKS` on the 8-mode ring
+"""Notebook 04's mixture benchmark: every trick of `gan_utils.lessons.seeds.TOY_TRICKS` on the 8-mode ring
 and the 25-mode grid, 8 seeds each, under one budget of G steps.
 
     python experiments/04_mixtures.py --mixture ring --threads 1      # the two mixtures can run side by side
@@ -8,7 +8,7 @@ and the 25-mode grid, 8 seeds each, under one budget of G steps.
 
 The toy GAN (G 2 -> 128 -> 128 -> 128 -> 2 ReLU, D three hidden layers of 128 with LeakyReLU 0.2,
 batch 256, z in R^2) with each trick's settings; all 8 seeds of a trick train as one batched model
-(`gan_utils.train_toy_seeds`). Every `--record-every` G steps each seed's G draws 2,500 samples from
+(`gan_utils.lessons.seeds.train_toy_seeds`). Every `--record-every` G steps each seed's G draws 2,500 samples from
 fixed noise and `gan_utils.mode_metrics` scores them: modes covered (>= 1 high-quality sample),
 modes with >= 20 samples, % high quality (within 3 std of a centre), KL(q || uniform).
 --ema d and --lr-decay add the run-long settings of `train_toy_seeds` to each trick (an average of G's
@@ -25,32 +25,33 @@ from pathlib import Path
 import torch
 
 import gan_utils as gu
-from gan_utils import ensemble
+from gan_utils.lessons import seeds
+from gan_utils.steps import count_d_steps
 
 HERE = Path(__file__).resolve().parent
 MIXTURES = {"ring": (gu.ring_centers(8, 2.0), 0.02), "grid": (gu.grid_centers(5, 2.0), 0.05)}
-DEFAULT_TRICKS = [t for t in ensemble.TOY_TRICKS if t != "minibatch discrimination"]
+DEFAULT_TRICKS = [t for t in seeds.TOY_TRICKS if t != "minibatch discrimination"]
 
 
-def run(mixture, trick, seeds, steps, record_every, n_eval=2500, extra=None):
+def run(mixture, trick, seed_ids, steps, record_every, n_eval=2500, extra=None):
     centers, std = MIXTURES[mixture]
-    settings = {**ensemble.TOY_TRICKS[trick], **(extra or {})}
+    settings = {**seeds.TOY_TRICKS[trick], **(extra or {})}
     curve = {}
 
     def record(step, s, G):
-        curve.setdefault(str(step), []).append(gu.mixture_scores(G, centers, std, seeds[s], n_eval)[1])
+        curve.setdefault(str(step), []).append(seeds.mixture_scores(G, centers, std, seed_ids[s], n_eval)[1])
 
     t0 = time.perf_counter()
-    Gs, _, history = ensemble.train_toy_seeds(seeds, centers, std, steps, trick=settings, record=record,
-                                              record_every=record_every)
+    Gs, _, history = seeds.train_toy_seeds(seed_ids, centers, std, steps, trick=settings, record=record,
+                                          record_every=record_every)
     seconds = time.perf_counter() - t0
-    k = settings.get("k", 1)
-    d_steps = sum(k(s) for s in range(steps)) if callable(k) else k * steps
-    points = [[round(v, 3) for v in p] for p in gu.mixture_scores(Gs[0], centers, std, seeds[0])[0][:500].tolist()]
+    d_steps = count_d_steps(settings.get("k", 1), steps)
+    samples = seeds.mixture_scores(Gs[0], centers, std, seed_ids[0])[0][:500]
+    points = [[round(v, 3) for v in p] for p in samples.tolist()]
     final = curve[str(steps)]
     summary = {key: [m[key] for m in final] for key in final[0]}
     return {"mixture": mixture, "trick": name(trick, extra), "base_trick": trick, "extra": extra or {},
-            "seeds": list(seeds), "steps": steps, "d_steps": d_steps, "seconds": seconds, "curve": curve,
+            "seeds": list(seed_ids), "steps": steps, "d_steps": d_steps, "seconds": seconds, "curve": curve,
             "final": summary, "samples_seed0": points}
 
 
@@ -63,7 +64,7 @@ def name(trick, extra):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mixture", choices=sorted(MIXTURES), nargs="+", default=sorted(MIXTURES))
-    parser.add_argument("--tricks", nargs="+", default=DEFAULT_TRICKS, choices=list(ensemble.TOY_TRICKS))
+    parser.add_argument("--tricks", nargs="+", default=DEFAULT_TRICKS, choices=list(seeds.TOY_TRICKS))
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--record-every", type=int, default=500)

@@ -29,14 +29,18 @@ from pathlib import Path
 import torch
 
 import gan_utils as gu
+from gan_utils.lessons import seeds
+from gan_utils.steps import count_d_steps
 
 HERE = Path(__file__).resolve().parent
-# name -> what changes from the baseline: "loss" (a name or GANLoss), "lr_g"/"lr_d", "D"/"G" builders
+LR = 2e-4   # the baseline's learning rate, both players
+# name -> what changes from the baseline: "loss" (a name or GANLoss), "D"/"G" builders, and the optimizers'
+# "optimizer", "lr_g"/"lr_d", "betas" and the critic schedule "k", read as in `seeds.trick_optimizers`
 TRICKS = {
     "GAN": {},
-    "label smoothing": {"loss": gu.get_losses("nonsaturating", real_label=0.9)},
+    "label smoothing": {"loss": gu.get_loss("nonsaturating", real_label=0.9)},
     "feature matching": {"loss": "feature_matching"},
-    "minibatch discrimination": {"D": lambda: gu.MLPDiscriminator(minibatch_kernels=16)},
+    "minibatch discrimination": {"D": lambda: gu.MLPDiscriminator(minibatch=16)},
     "virtual batch norm": {"G": lambda: gu.MLPGenerator(noise_dim=64, norm="virtual")},
     "maxout D": {"D": lambda: gu.MaxoutDiscriminator()},
     "PacGAN2": {"D": lambda: gu.MLPDiscriminator(pack=2)},
@@ -44,7 +48,8 @@ TRICKS = {
     "spectral norm": {"D": lambda: gu.spectral_normalize(gu.MLPDiscriminator())},
     "R1": {"loss": gu.r1_loss(gamma=10.0)},
     # the critics: WGAN as in its reference code, WGAN-GP with lambda 10 on images
-    "WGAN": {"loss": "wgan", "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5, "k": gu.wgan_k, "clip_value": 0.01},
+    "WGAN": {"loss": gu.wgan_loss(clip=0.01), "optimizer": "rmsprop", "lr_g": 5e-5, "lr_d": 5e-5,
+             "k": seeds.wgan_critic_steps},
     "WGAN-GP": {"loss": gu.wgan_gp_loss(lam=10.0), "lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.5, 0.9), "k": 5},
 }
 
@@ -74,12 +79,6 @@ class CriticEpochs:
                 yield real
 
 
-def critic_steps(trick, g_steps):
-    """The D steps a run of `trick` takes for `g_steps` G steps (k(step) per G step; 1 for a GAN)."""
-    k = TRICKS[trick].get("k", 1)
-    return sum(k(step) for step in range(g_steps)) if callable(k) else k * g_steps
-
-
 def build(trick, seed, device):
     """(G, D, opt_g, opt_d, loss) of a trick, initialized from `seed`."""
     t = TRICKS[trick]
@@ -88,10 +87,7 @@ def build(trick, seed, device):
     D = (t.get("D") or (lambda: gu.MLPDiscriminator()))().to(device)
     if t.get("G"):      # virtual batch norm: a fixed reference batch of noise, chosen once
         G.set_reference(torch.randn(128, 64, generator=torch.Generator().manual_seed(seed)).to(device))
-    name = t.get("optimizer", "adam")
-    kwargs = {"betas": t.get("betas", (0.5, 0.999))} if name == "adam" else {}
-    opt_g = gu.make_optimizer(G, name, lr=t.get("lr_g", 2e-4), **kwargs)
-    opt_d = gu.make_optimizer(D, name, lr=t.get("lr_d", 2e-4), **kwargs)
+    opt_g, opt_d = seeds.trick_optimizers(G, D, t, lr=LR)
     return G, D, opt_g, opt_d, t.get("loss", "nonsaturating")
 
 
@@ -111,18 +107,17 @@ def run(trick, seed, epochs, split, classifier, device):
     k = TRICKS[trick].get("k", 1)
     if k != 1:                        # the same G steps per epoch: k batches per G step
         k = k if callable(k) else (lambda step, k=k: k)
-        path = gu.checkpoint_dir() / f"04_mnist-{gu.settings_key(settings)}.pt"
+        path = gu.runs.checkpoint_dir() / f"04_mnist-{gu.runs.settings_key(settings)}.pt"
         done = torch.load(path, map_location="cpu", weights_only=True)["epoch"] if path.is_file() else 0
         data = CriticEpochs(data, k, len(data), epoch=done)
     watch = gu.Watcher(z_fixed, lambda G: gu.generator_scores(G, z_eval, f_valid, classifier), len(data))
     history = gu.train_run(G, D, data, name="04_mnist", settings=settings, watcher=watch, epochs=epochs,
                            noise=gu.make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d, loss=loss,
-                           k=TRICKS[trick].get("k", 1), clip_value=TRICKS[trick].get("clip_value"),
-                           progress=False)
+                           k=TRICKS[trick].get("k", 1), progress=False)
     t0 = time.perf_counter()
     e = gu.evaluate_generator(G, split, classifier)
     return {"trick": trick, "seed": seed, "epochs": epochs, "steps": history["step"][-1],
-            "d_steps": critic_steps(trick, history["step"][-1]),
+            "d_steps": count_d_steps(TRICKS[trick].get("k", 1), history["step"][-1]),
             "train_minutes": watch.seconds / 60, "eval_seconds": time.perf_counter() - t0,
             **gu.evaluation_summary(e),
             "valid_frechet": {str(k): v["frechet"] for k, v in sorted(watch.scores.items())},

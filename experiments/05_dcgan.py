@@ -8,7 +8,7 @@
     GAN_DATA_DIR=../shared/mnist-full python experiments/05_dcgan.py --job ablation     # lr and beta1, 3 seeds
     GAN_DATA_DIR=../shared/mnist-full python experiments/05_dcgan.py --job fashion      # Fashion-MNIST
 
-The DCGAN jobs go through `gan_utils.runs.dcgan_run` with the notebook's settings, so they
+The DCGAN jobs go through `gan_utils.lessons.dcgan.dcgan_run` with the notebook's settings, so they
 checkpoint every epoch, resume after an interruption, and the notebook reloads them instead of
 training again. `mlp` times a DCGAN step against an MLP GAN step in alternating rounds (the
 ratio r), trains notebook 03's MLP GAN (lr 2e-4, betas (0.5, 0.999)) for EPOCHS * r epochs (at
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import gan_utils as gu
+from gan_utils.lessons import dcgan
 
 HERE = Path(__file__).resolve().parent
 EPOCHS = 10             # notebook 05's main runs (10 epochs = 3,900 G steps)
@@ -39,7 +40,7 @@ def step_ratio(split, device, steps=20, rounds=5):
     data = split["x_train"][:128 * steps].to(device)
     times = {"dcgan": [], "mlp": []}
     for _ in range(rounds):
-        for name, build in (("dcgan", gu.runs.dcgan), ("mlp", gu.mlp_gan)):
+        for name, build in (("dcgan", dcgan.dcgan), ("mlp", gu.mlp_gan)):
             G, D, opt_g, opt_d = build(device=device)
             start = time.perf_counter()
             gu.train_gan(G, D, gu.TensorBatches(data, 128), noise=gu.make_noise(64, device=device), epochs=1,
@@ -67,7 +68,7 @@ def mlp(split, device):
         clock["seconds"][epoch] = time.perf_counter() - clock["start"]
 
     gu.train_gan(G, D, data, noise=gu.make_noise(64, device=device), epochs=equal_time, opt_g=opt_g, opt_d=opt_d,
-                 loss="nonsaturating", callback=keep, callback_every=len(data))
+                 loss="nonsaturating", callback=keep)   # keep: at step 0 and after every epoch
     results = {"trained_on": gu.hardware(device), "torch": torch.__version__,
                "minutes": {e: s / 60 for e, s in clock["seconds"].items()},
                "step_ms": {k: 1000 * v for k, v in ms.items()}, "dcgan_over_mlp": ratio,
@@ -84,8 +85,8 @@ def ablation(split, device):
     results = {"epochs": ABLATION_EPOCHS, "seeds": list(ABLATION_SEEDS), "trained_on": gu.hardware(device), "runs": {}}
     for label, (lr, beta1) in ABLATION.items():
         for seed in ABLATION_SEEDS:
-            G, D, watcher, history = gu.runs.dcgan_run(split, epochs=ABLATION_EPOCHS, name="05_ablation", lr=lr,
-                                                       betas=(beta1, 0.999), seed=seed, device=device, progress=False)
+            G, D, watcher, history = dcgan.dcgan_run(split, epochs=ABLATION_EPOCHS, name="05_ablation", lr=lr,
+                                                    betas=(beta1, 0.999), seed=seed, device=device, progress=False)
             results["runs"][f"{label} | seed {seed}"] = {
                 "lr": lr, "beta1": beta1, "seed": seed, "scores": watcher.scores[ABLATION_EPOCHS],
                 "d_real": history["d_real"], "d_fake": history["d_fake"], "step": history["step"],
@@ -110,9 +111,9 @@ if __name__ == "__main__":
     dataset = "fashion_mnist" if args.job == "fashion" else "mnist"
     split = gu.mnist_split(dataset=dataset)
     if args.job in ("dcgan", "upsample", "conditional", "fashion"):
-        G, D, watcher, history = gu.runs.dcgan_run(split, epochs=EPOCHS, upsample=args.job == "upsample", width=args.width,
-                                                   conditional=args.job == "conditional", device=device,
-                                                   conditioning=args.conditioning, minibatch=args.minibatch)
+        G, D, watcher, history = dcgan.dcgan_run(split, epochs=EPOCHS, upsample=args.job == "upsample", width=args.width,
+                                                conditional=args.job == "conditional", device=device,
+                                                conditioning=args.conditioning, minibatch=args.minibatch)
         print(json.dumps({e: s for e, s in watcher.scores.items()}, indent=1))
         print(f"{watcher.seconds / 60:.1f} min on {watcher.trained_on}")
     else:

@@ -1,44 +1,48 @@
-"""What `train_gan` does besides Algorithm 1's two steps, in small objects it calls at fixed moments:
-
-    Recorder     the history: each G step's values stay on the device until `flush` (one host
-                 sync), which moves them into the history, the progress bar and TensorBoard;
-    NaNGuard     the divergence guard: a copy of the last state checked to be finite, restored
-                 when a loss or a weight becomes NaN or infinite;
-    Checkpointer checkpoints every few epochs (and resume), to a folder checked before training.
-"""
+"""What `train_gan` does besides the two steps: Recorder (the history, synced to the host in `flush`), NaNGuard
+(restores the last finite state), and the callbacks SnapshotCollector (samples for plots) and Watcher (long runs)."""
 import bisect
 import contextlib
 import copy
 import signal
 import threading
-from pathlib import Path
+import time
+from dataclasses import dataclass
+from typing import Optional
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import all_finite, checkpoint_folder, load_checkpoint, save_checkpoint
+from .steps import generate
 
 HISTORY_KEYS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
 
 
 def new_history():
-    """Empty training history: a dict of lists of plain numbers, one entry per G step.
-    d_real / d_fake: mean D(x) and D(G(z)) (probabilities; raw critic scores for WGAN)."""
+    """Empty history: lists of numbers, one entry per G step; d_real / d_fake: mean D(x), D(G(z)) (WGAN: raw)."""
     return {k: [] for k in HISTORY_KEYS}
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite. The models were put back to their last good state;
-    `.history` holds the history up to that state."""
+    """A loss became NaN or infinite; the models were restored to their last good state, `.history` up to it."""
 
     def __init__(self, history, message):
         super().__init__(message)
         self.history = history
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `train_gan`: G, D and the optimizers keep what they learned, `.history` every finished G step."""
+
+    def __init__(self, history):
+        step = history["step"][-1] if history["step"] else 0
+        super().__init__(f"training interrupted at G step {step}: G and D keep what they learned, but the run "
+                         f"is not finished (run it again to resume from its last checkpoint, if it has one)")
+        self.history = history
+
+
 class NonFinite(Exception):
-    """Raised inside the loop when `what` (a loss, a weight) is NaN or inf; NaNGuard.restore
-    turns it into TrainingDiverged."""
+    """`what` (a loss, a weight) is NaN or inf; NaNGuard.restore turns it into TrainingDiverged."""
 
     def __init__(self, what, step, epoch):
         super().__init__(what)
@@ -47,8 +51,7 @@ class NonFinite(Exception):
 
 @contextlib.contextmanager
 def interrupts_deferred():
-    """Ctrl-C (SIGINT) that arrives inside the block is raised at its end, so bookkeeping such as
-    moving rows into the history is never cut in half. Only in the main thread."""
+    """Ctrl-C (SIGINT) inside the block is raised at its end (main thread only), so bookkeeping is never cut."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -62,32 +65,42 @@ def interrupts_deferred():
         raise KeyboardInterrupt
 
 
-class Recorder:
-    """The history of a run (see `new_history`), extended in place, with a progress bar of
-    `total` G steps and, with `tensorboard_dir`, TensorBoard scalars. `step` counts G steps
-    (it goes on from the history's last row); `epoch` labels the rows being added."""
+@dataclass
+class Progress:
+    """train_gan's reporting: a progress `bar`, the history synced (and NaN-checked) every `every` G steps,
+    TensorBoard scalars in `tensorboard_dir`. progress=True is Progress(), False is Progress(bar=False)."""
+    bar: bool = True
+    every: int = 25
+    tensorboard_dir: Optional[str] = None
 
-    def __init__(self, history, critic, total=None, progress=True, tensorboard_dir=None, step=None):
-        self.rows, self.pending = history, []    # pending: (4,) tensors still on the device
+
+class Recorder:
+    """Extends `history` in place, with a bar of `total` G steps. progress: a bool or a `Progress`."""
+
+    def __init__(self, history, critic, total=None, progress=True, step=None):
+        options = progress if isinstance(progress, Progress) else Progress(bar=bool(progress))
+        if not (isinstance(options.every, int) and options.every >= 1):
+            raise ValueError(f"Progress.every must be an int >= 1 (G steps), got {options.every!r}")
+        self.rows, self.pending, self.every = history, [], options.every   # pending: (4,) tensors on the device
         self.step = step if step is not None else (history["step"][-1] if history["step"] else 0)
         self.first_step, self.epoch = self.step, 0
         self.to_prob = (lambda s: s) if critic else torch.sigmoid
-        self.bar = tqdm(total=total, disable=not progress, unit="step")
+        self.bar = tqdm(total=total, disable=not options.bar, unit="step")
         self.writer = None
-        if tensorboard_dir:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(tensorboard_dir)
+        if options.tensorboard_dir:
+            from torch.utils.tensorboard import SummaryWriter   # optional dependency
+            self.writer = SummaryWriter(options.tensorboard_dir)
 
     def add(self, loss_d, loss_g, real_out, fake_out):
         """One G step's values, kept on the device: no host synchronization."""
-        self.pending.append(torch.stack([loss_d, loss_g, self.to_prob(real_out).mean(),
-                                         self.to_prob(fake_out).mean()]))
+        self.pending.append(torch.stack([loss_d, loss_g, self.to_prob(real_out).mean(), self.to_prob(fake_out).mean()]))
         self.step += 1
         self.bar.update()
+        if len(self.pending) >= self.every:
+            self.flush()
 
     def flush(self):
-        """Move the pending values into the history (one host sync). Raises NonFinite, keeping
-        none of them, when one is NaN or inf. Ctrl-C waits until the rows are all in."""
+        """Move the pending values into the history (one host sync); NonFinite, keeping none, on NaN or inf."""
         with interrupts_deferred():
             if not self.pending:
                 return
@@ -112,18 +125,29 @@ class Recorder:
             self.writer.close()
 
 
+def all_finite(*objects):
+    """True when every float parameter, buffer and optimizer-state tensor of the objects is finite."""
+    tensors = []
+    for o in objects:
+        if isinstance(o, torch.optim.Optimizer):
+            tensors += [t for s in o.state.values() for t in s.values() if torch.is_tensor(t)]
+        else:
+            tensors += list(o.parameters()) + list(o.buffers())
+    checks = {}                                  # per device, so one host sync per device
+    for t in tensors:
+        if t.is_floating_point():
+            checks.setdefault(t.device, []).append(torch.isfinite(t).all())
+    return all(bool(torch.stack(c).all()) for c in checks.values())
+
+
 def restore_state(objects, states):
-    """Put models and optimizers back to `states` (their state_dicts). The one place a run is
-    restored. load_state_dict replaces the optimizers' state tensors: step functions that captured
-    them (train_gan(fast=True), CUDA graphs) must be built again afterwards; train_gan stops after
-    a restore, so it never reuses them."""
+    """Load `states` into models and optimizers (captured CUDA-graph steps must be rebuilt afterwards)."""
     for obj, state in zip(objects, states):
         obj.load_state_dict(state)
 
 
 class NaNGuard:
-    """Keeps a copy of the last state of (G, D, opt_g, opt_d) that was checked to be finite: at
-    the start and at each epoch's end (one on-device check and one copy an epoch)."""
+    """Keeps a copy of the last finite state of (G, D, opt_g, opt_d): at the start and at each epoch's end."""
 
     def __init__(self, *objects, step=0):
         if not all_finite(*objects):
@@ -154,23 +178,102 @@ class NaNGuard:
             f"file is untouched. Lower the learning rate, or check the data for NaN.")
 
 
-class Checkpointer:
-    """Saves (G, D, opt_g, opt_d) to `path` every `every` epochs and after the last one; does
-    nothing when path is None. The folder is created and checked to be writable at once."""
+class SnapshotCollector:
+    """A `train_gan` callback, called every `every` G steps (None: every epoch): each call stores a frame
+    {'step', 'fake': G(z) on the CPU (z: (n, noise_dim)), 'D': a frozen CPU copy of D (if keep_d),
+    **metrics(fake)} (metrics returns a dict of floats)."""
 
-    def __init__(self, path, every, *objects):
-        self.path, self.every, self.objects = path and Path(path).expanduser(), every, objects
-        if self.path:
-            checkpoint_folder(self.path)
+    def __init__(self, z, metrics=None, keep_d=True, every=None):
+        self.z, self.metrics, self.keep_d, self.every = z, metrics, keep_d, every
+        self.frames = []
 
-    def resume(self):
-        """Load the checkpoint if there is one: {'step', 'epoch', 'history'} or None."""
-        if not (self.path and self.path.is_file()):
-            return None
-        state = load_checkpoint(self.path, *self.objects)
-        print(f"Resumed from {self.path}: epoch {state['epoch']}, step {state['step']}")
-        return state
+    @torch.no_grad()
+    def __call__(self, step, G, D, history):
+        fake = generate(G, self.z.to(next(G.parameters()).device)).cpu()
+        frame = {"step": step, "fake": fake}
+        if self.keep_d:
+            frame["D"] = copy.deepcopy(D).cpu().eval().requires_grad_(False)
+        if self.metrics is not None:
+            frame.update(self.metrics(fake))
+        self.frames.append(frame)
 
-    def epoch_end(self, step, epochs_done, last, history):
-        if self.path and (epochs_done % self.every == 0 or last):
-            save_checkpoint(self.path, *self.objects, step, epochs_done, history)
+    def __len__(self):
+        return len(self.frames)
+
+    def __getitem__(self, i):
+        return self.frames[i]
+
+    def values(self, key):
+        """One value per frame, e.g. ``snaps.values('w1')``; `values('step')` gives the steps."""
+        return [f[key] for f in self.frames]
+
+    def pick(self, n):
+        """About n frames evenly spread over training, first and last included (for animations)."""
+        idx = np.unique(np.linspace(0, len(self.frames) - 1, min(n, len(self.frames))).round().astype(int))
+        return [self.frames[i] for i in idx]
+
+
+class Watcher:
+    """A once-per-epoch train_gan callback: `snapshots[epoch]` = G(z_fixed, y_fixed) as uint8 (N, C, H, W);
+    `scores[epoch]` = score(G), a dict with 'frechet', every `eval_every` epochs and at epoch 1; `best`: the
+    epoch > 0 with the lowest 'frechet' and its G and D state_dicts; `seconds`: wall time across restarts."""
+
+    monitor = "frechet"
+
+    def __init__(self, z_fixed, score, steps_per_epoch, eval_every=1, y_fixed=None):
+        for name, value in (("steps_per_epoch", steps_per_epoch), ("eval_every", eval_every)):
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"Watcher: {name} must be an int >= 1, got {value!r}")
+        self.z_fixed, self.score, self.steps_per_epoch, self.y_fixed = z_fixed, score, steps_per_epoch, y_fixed
+        self.eval_every = eval_every
+        self.snapshots, self.scores, self.seconds, self.trained_on = {}, {}, 0.0, None
+        self.best = self.previous_best = {"epoch": None, "value": float("inf")}
+        self._tick = None
+
+    def __call__(self, step, G, D, history):
+        now = time.perf_counter()
+        if self._tick is not None:
+            self.seconds += now - self._tick
+        epoch = step // self.steps_per_epoch
+        self.snapshots[epoch] = (generate(G, self.z_fixed, self.y_fixed) * 255).round().to(torch.uint8).cpu()
+        if epoch % self.eval_every == 0 or epoch == 1:
+            self.scores[epoch] = scores = self.score(G)
+            if not (isinstance(scores, dict) and self.monitor in scores):
+                raise KeyError(f"Watcher: score(G) must return a dict with a {self.monitor!r} entry (the value "
+                               f"early stopping minimizes), got {scores!r}")
+            value = scores[self.monitor]
+            if epoch > 0 and value < self.best["value"]:   # a NaN score never becomes the best
+                self.previous_best = self.best
+                self.best = {"epoch": epoch, "value": value, "G": copy.deepcopy(G.state_dict()),
+                             "D": copy.deepcopy(D.state_dict())}
+        self._tick = time.perf_counter()
+
+    def start_clock(self):
+        """Count time from now (train_run calls it before training starts or resumes)."""
+        self._tick = time.perf_counter()
+
+    def best_models(self, G, D):
+        """Copies of G and D with the best weights."""
+        if self.best["epoch"] is None:
+            scored = [e for e in self.scores if e > 0]
+            if scored:
+                raise RuntimeError(f"every score of epochs {scored[:5]} is NaN or infinite: no best G to pick "
+                                   f"(did training diverge?)")
+            raise RuntimeError("no epoch was scored yet: train at least one epoch")
+        G_best, D_best = copy.deepcopy(G), copy.deepcopy(D)
+        G_best.load_state_dict(self.best["G"])
+        D_best.load_state_dict(self.best["D"])
+        return G_best, D_best
+
+    def state_dict(self):
+        keys = ("snapshots", "scores", "seconds", "trained_on", "best", "previous_best")
+        return {k: getattr(self, k) for k in keys}
+
+    def load_state_dict(self, state, epoch):
+        """Restore a saved state, dropping what was recorded after `epoch` (the checkpoint's)."""
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.snapshots = {e: s for e, s in self.snapshots.items() if e <= epoch}
+        self.scores = {e: s for e, s in self.scores.items() if e <= epoch}
+        if self.best["epoch"] is not None and self.best["epoch"] > epoch:
+            self.best = self.previous_best       # found after the checkpoint: it will be found again

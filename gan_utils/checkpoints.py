@@ -1,12 +1,6 @@
-"""Save and resume a GAN run: both networks, both optimizers, progress, history and every RNG.
-
-A checkpoint is written to a temporary file of its own in the same folder and then renamed, so a
-crash or a second writer never leaves a broken file behind. It carries a SHA-256 checksum of its
-content. Loading reads it onto the CPU, checks everything (checksum, shapes, optimizer types,
-values, random states) and only then changes the models, the optimizers and the RNGs.
-"""
+"""Save and resume a GAN run (networks, optimizers, progress, history, RNGs): written atomically with a
+SHA-256 checksum; loading checks everything before it changes the models, optimizers or RNGs."""
 import hashlib
-import math
 import os
 import random
 import tempfile
@@ -15,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .callbacks import all_finite
+
 FORMAT = 1
-KEYS = ("format", "G", "D", "opt_g", "opt_d", "step", "epoch", "history", "rng")
-SIGNATURE_KEYS = ("betas", "momentum", "alpha", "dampening")  # tell Adam, SGD and RMSprop apart
+KEYS = ("format", "G", "D", "opt_g", "opt_d", "types", "step", "epoch", "history", "rng", "checksum")
 
 
 class CheckpointError(ValueError):
@@ -29,13 +24,11 @@ def get_rng_state():
     np_state = np.random.get_state()
     return {"python": random.getstate(),
             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def _check_rng_state(state):
-    """Raise CheckpointError unless every entry of a `get_rng_state` dict can be restored; the
-    check uses fresh generators, so no global random state changes."""
+    """Raise CheckpointError unless a `get_rng_state` dict can be restored (checked on fresh generators)."""
     try:
         random.Random().setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
         name, keys, *rest = state["numpy"]
@@ -50,8 +43,7 @@ def _check_rng_state(state):
 
 
 def set_rng_state(state):
-    """Restore what `get_rng_state` returned. Saved CUDA states are dropped, with a notice, on a
-    machine without CUDA (a run saved on a GPU continues on a CPU)."""
+    """Restore what `get_rng_state` returned; CUDA states are dropped, with a notice, without CUDA."""
     _check_rng_state(state)
     random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
     name, keys, *rest = state["numpy"]
@@ -66,8 +58,7 @@ def set_rng_state(state):
 
 
 def checksum(obj):
-    """SHA-256 of a nested structure of dicts, lists and tensors (the bytes of every tensor, with
-    its dtype and shape, and the repr of every other value): the checkpoint's integrity check."""
+    """SHA-256 of nested dicts, lists and tensors (tensor bytes, dtype and shape; repr of other values)."""
     h = hashlib.sha256()
 
     def walk(o):
@@ -101,25 +92,8 @@ def _to_cpu(obj):
     return obj
 
 
-def all_finite(*objects):
-    """True when every floating-point parameter, buffer and optimizer-state tensor of the models
-    and optimizers is finite. One host synchronization per device."""
-    tensors = []
-    for o in objects:
-        if isinstance(o, torch.optim.Optimizer):
-            tensors += [t for s in o.state.values() for t in s.values() if torch.is_tensor(t)]
-        else:
-            tensors += list(o.parameters()) + list(o.buffers())
-    checks = {}                                  # per device, so one host sync per device
-    for t in tensors:
-        if t.is_floating_point():
-            checks.setdefault(t.device, []).append(torch.isfinite(t).all())
-    return all(bool(torch.stack(c).all()) for c in checks.values())
-
-
 def checkpoint_folder(path):
-    """The folder a checkpoint at `path` goes to (~ expanded), created and checked to be writable
-    by writing a temporary file there. Raises PermissionError naming the folder."""
+    """The folder of `path` (~ expanded), created and checked writable; else PermissionError naming it."""
     folder = Path(path).expanduser().parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -133,8 +107,7 @@ def checkpoint_folder(path):
 
 
 def save_checkpoint(path, G, D, opt_g, opt_d, step, epoch, history):
-    """Write the whole training state to `path` (~ expanded) atomically: to a temporary file of its
-    own in the same folder, then renamed over `path`. Refuses a state with NaN or inf weights."""
+    """Write the training state to `path` (~ expanded) atomically (temporary file, then rename); refuses NaN/inf."""
     path = Path(path).expanduser()
     if not all_finite(G, D):
         raise ValueError(f"G or D has NaN or infinite weights: no checkpoint written to {path}")
@@ -179,12 +152,9 @@ def _check_model(name, model, saved):
 def _check_optimizer(name, opt, saved, saved_type):
     """Type, parameter count per group, and the shape of every per-parameter state tensor."""
     groups = saved.get("param_groups", [])
-    signature = lambda group: [key for key in SIGNATURE_KEYS if key in group]  # older checkpoints
-    same = (saved_type == type(opt).__name__ if saved_type
-            else bool(groups) and signature(groups[0]) == signature(opt.param_groups[0]))
-    if not same:
-        raise CheckpointError(f"the checkpoint's {name} is a {saved_type or 'different optimizer'}, not a "
-                              f"{type(opt).__name__}: build {name} as when the checkpoint was saved")
+    if saved_type != type(opt).__name__:
+        raise CheckpointError(f"the checkpoint's {name} is a {saved_type}, not a {type(opt).__name__}: "
+                              f"build {name} as when the checkpoint was saved")
     if [len(g["params"]) for g in groups] != [len(g["params"]) for g in opt.param_groups]:
         raise CheckpointError(f"the checkpoint's {name} was made for other parameters; "
                               f"build the optimizer over the same model as when it was saved")
@@ -208,8 +178,7 @@ def _check_progress(state):
 
 
 def _load_optimizer(name, opt, saved):
-    """Restore the optimizer's state (moments, step counts) but keep the caller's hyperparameters
-    (lr, betas, weight decay, ...). Returns a note on the hyperparameters that differ, or ''."""
+    """Restore the optimizer's state but keep the caller's hyperparameters; returns a note on those that differ."""
     mine = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
     opt.load_state_dict(saved)
     notes = []
@@ -221,14 +190,8 @@ def _load_optimizer(name, opt, saved):
 
 
 def load_checkpoint(path, G, D, opt_g=None, opt_d=None, restore_rng=True):
-    """Load a checkpoint into G, D (and the optimizers); returns {'step', 'epoch', 'history'}.
-
-    The file is read onto the CPU and everything is checked first (checksum, all parts present,
-    shapes, optimizer types, finite weights, progress, random states): on any problem a
-    CheckpointError says what is wrong and nothing is changed. Tensors then go to the device of the
-    model or optimizer they belong to. The optimizers get the checkpoint's state (moments, step
-    counts) but keep your hyperparameters (lr, betas, weight decay): one line says which differ.
-    """
+    """Load a checkpoint into G, D (and the optimizers), which keep your lr and betas; returns {'step', 'epoch',
+    'history'}. All is checked first (checksum, shapes, types, values, RNGs): on a problem nothing changes."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -238,20 +201,17 @@ def load_checkpoint(path, G, D, opt_g=None, opt_d=None, restore_rng=True):
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupted or truncated?): {exc}. "
                               f"Delete it, or load an earlier checkpoint.") from None
     if not isinstance(state, dict) or any(k not in state for k in KEYS) or state["format"] != FORMAT:
-        raise CheckpointError(f"{path} is not a gan_utils checkpoint (format {FORMAT}); "
-                              f"save checkpoints with gan_utils.save_checkpoint")
-    saved_sum = state.pop("checksum", None)
-    if saved_sum is None:
-        print(f"Notice: {path} carries no checksum (saved by an older gan_utils); it is loaded unchecked.")
-    elif checksum(state) != saved_sum:
+        raise CheckpointError(f"{path} is not a gan_utils checkpoint (format {FORMAT}, with types and a checksum); "
+                              f"save checkpoints with gan_utils.checkpoints.save_checkpoint")
+    saved_sum = state.pop("checksum")
+    if checksum(state) != saved_sum:
         raise CheckpointError(f"{path} is corrupted or truncated: its content does not match its checksum. "
                               f"Delete it, or load an earlier checkpoint.")
     _check_model("G", G, state["G"])
     _check_model("D", D, state["D"])
-    types = state.get("types", {})
     for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)):
         if opt is not None:
-            _check_optimizer(name, opt, state[name], types.get(name))
+            _check_optimizer(name, opt, state[name], state["types"].get(name))
     _check_progress(state)
     if restore_rng:
         _check_rng_state(state["rng"])
@@ -264,3 +224,28 @@ def load_checkpoint(path, G, D, opt_g=None, opt_d=None, restore_rng=True):
     if restore_rng:
         set_rng_state(state["rng"])
     return {"step": state["step"], "epoch": state["epoch"], "history": state["history"]}
+
+
+class Checkpoint:
+    """The `checkpoint` of `train_gan`: save the run to `path` every `every` epochs and after the last one;
+    with resume=True continue from the file when it exists."""
+
+    def __init__(self, path, every=1, resume=True):
+        if isinstance(every, bool) or not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"Checkpoint: every must be an int >= 1 (epochs), got {every!r}")
+        self.path, self.every, self.resume = Path(path).expanduser(), every, resume
+        self.objects = None
+
+    def start(self, G, D, opt_g, opt_d):
+        """Check the folder; load the checkpoint if resuming: {'step', 'epoch', 'history'} or None."""
+        self.objects = (G, D, opt_g, opt_d)
+        checkpoint_folder(self.path)
+        if not (self.resume and self.path.is_file()):
+            return None
+        state = load_checkpoint(self.path, *self.objects)
+        print(f"Resumed from {self.path}: epoch {state['epoch']}, step {state['step']}")
+        return state
+
+    def epoch_end(self, step, epochs_done, last, history):
+        if epochs_done % self.every == 0 or last:
+            save_checkpoint(self.path, *self.objects, step, epochs_done, history)

@@ -1,29 +1,11 @@
-"""The MNIST evaluation classifier: a small CNN whose predictions and features score generated digits.
-
-It is trained on the images the GAN trains on (the 'train' part of `data.mnist_split`) and
-its accuracy is measured on images that neither it nor the GAN ever saw:
-    paper protocol  (the 60,000-image training split is present): trains on train[0:50000],
-                    accuracy on the 10,000 test images;
-    offline protocol (only the 10,000-image test split):          trains on the 8,000 'train'
-                    images of the fixed permutation in `mnist_split`, accuracy on the other 2,000.
-
-`load_classifier()` returns it ready to use: weights shipped in gan_utils/weights/ for the
-protocols in SHIPPED_SHA256 (sha256 checked), else cached in the per-user cache folder
-<user_cache_dir()>/classifier/ (checked against a sidecar .json with its sha256 and accuracy),
-else trained now, with a progress bar and the expected time, and cached there (never in the
-data root, which may be read-only). Reproduce the shipped weights with
-
-    GAN_DATA_DIR=../shared/data        python -m gan_utils.classifier --ship   # offline
-    GAN_DATA_DIR=../shared/mnist-full  python -m gan_utils.classifier --ship --threads 1  # paper
-    python -m gan_utils.classifier --ship --dataset fashion_mnist --epochs 4                 # Fashion-MNIST
-
-(10 epochs, seed 0. Offline: about 6 minutes on a 2-core CPU, held-out accuracy 0.9835.
-Paper: 49 minutes with 1 thread at nice 10 on a shared 2-core CPU, accuracy
-0.9932 on the 10,000 test images.)
-torch.save stores the file's name inside the archive, so compare a copy saved elsewhere by its
-tensors, not by its sha256.
-"""
-import argparse
+"""The MNIST evaluation classifier, a small CNN trained on the GAN's 'train' part of `mnist_split` and measured on
+images neither saw (paper: the 10,000 test images; offline: the other 2,000). `load_classifier()`: shipped weights
+(sha256 checked), else the per-user cache (checked against its .json), else trained now and cached.
+Reproduce the shipped weights (10 epochs, seed 0; offline 0.9835, paper 0.9932 held-out accuracy) with
+    GAN_DATA_DIR=../shared/data        python scripts/train_classifier.py --ship   # offline
+    GAN_DATA_DIR=../shared/mnist-full  python scripts/train_classifier.py --ship --threads 1  # paper
+    python scripts/train_classifier.py --ship --dataset fashion_mnist --epochs 4                 # Fashion-MNIST
+torch.save stores the file's name in the archive: compare copies by their tensors, not their sha256."""
 import hashlib
 import json
 import os
@@ -37,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import check_pixels, mnist_split, user_cache_dir
+from .data import check_pixels
+from .mnist import mnist_split, user_cache_dir
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # sha256 of the weights shipped with the package, per protocol (see `mnist_split`).
@@ -52,9 +35,7 @@ FEATURE_DIM = 64
 
 
 class MNISTClassifier(nn.Module):
-    """A LeNet-style CNN for 28x28 digits with pixels in [0, 1] (114k parameters):
-    conv 5x5 (16) - ReLU - maxpool 2 - conv 5x5 (32) - ReLU - maxpool 2 - Linear 1568 -> 64 - ReLU
-    (the features) - dropout 0.3 - Linear 64 -> 10 (the logits).
+    """A LeNet-style CNN (conv 16, conv 32, Linear -> 64 features, dropout 0.3, Linear -> 10), pixels in [0, 1].
     x: (N, 1, 28, 28) or (N, 784) -> logits (N, 10); `features(x)` -> (N, 64)."""
 
     def __init__(self):
@@ -88,8 +69,7 @@ def _shift(x, max_shift=2):
 
 @torch.no_grad()
 def accuracy(model, images, labels, batch_size=1000):
-    """Fraction of `images` (N, 1, 28, 28), pixels in [0, 1], whose predicted class equals `labels`
-    (N,). Images are moved in batches to the model's device."""
+    """Fraction of `images` (N, 1, 28, 28), pixels in [0, 1], whose predicted class equals `labels` (N,)."""
     check_pixels(images, "accuracy")
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need as many labels as images (and at least one), got {len(images)} and {len(labels)}")
@@ -103,18 +83,15 @@ def accuracy(model, images, labels, batch_size=1000):
 
 
 def held_out(split):
-    """The images the classifier never trains on: (images, labels). Offline: valid + test of the
-    split (2,000 images); paper protocol: the 10,000 test images."""
+    """(images, labels) the classifier never trains on: offline valid + test, else the test images."""
     if split["protocol"] == "offline":
         return torch.cat([split["x_valid"], split["x_test"]]), torch.cat([split["y_valid"], split["y_test"]])
     return split["x_test"], split["y_test"]
 
 
 def train_classifier(split=None, epochs=10, batch_size=64, lr=1e-3, seed=0, device="cpu", verbose=True, max_shift=2):
-    """Train `MNISTClassifier` on split['x_train'] (N, 1, 28, 28) (Adam, cross-entropy, random
-    shifts of up to `max_shift` pixels, learning rate halved after each epoch past the half) and measure its
-    accuracy on `held_out(split)`. verbose: a tqdm progress bar whose line gives the expected
-    time. Returns (model in eval mode, info dict)."""
+    """Train `MNISTClassifier` on split['x_train'] (N, 1, 28, 28) (Adam, random shifts up to `max_shift`, lr halved
+    each epoch of the second half); accuracy on `held_out(split)`. Returns (model in eval mode, info dict)."""
     split = split if split is not None else mnist_split()
     torch.manual_seed(seed)
     x, y = split["x_train"].to(device), split["y_train"].to(device)
@@ -141,8 +118,7 @@ def train_classifier(split=None, epochs=10, batch_size=64, lr=1e-3, seed=0, devi
     model.eval()
     xh, yh = held_out(split)
     info = {"protocol": split["protocol"], "n_train": len(x), "n_held_out": len(xh),
-            "accuracy": accuracy(model, xh, yh), "seconds": time.time() - start,
-            "trained_on": split["note"]}
+            "accuracy": accuracy(model, xh, yh), "seconds": time.time() - start, "trained_on": split["note"]}
     return model, info
 
 
@@ -152,15 +128,12 @@ def sha256(path):
 
 
 def cache_path(protocol, cache_dir=None):
-    """Where `load_classifier` caches weights it trained: <cache_dir>/classifier/mnist_cnn_<protocol>.pt,
-    cache_dir defaulting to the per-user `data.user_cache_dir()` (never the data root). Next to it,
-    mnist_cnn_<protocol>.json records the file's sha256 and held-out accuracy."""
+    """<cache_dir or user_cache_dir()>/classifier/mnist_cnn_<protocol>.pt (its .json: sha256, accuracy)."""
     return Path(cache_dir or user_cache_dir()) / "classifier" / f"mnist_cnn_{protocol}.pt"
 
 
 def _check_cached(path, protocol):
-    """Raise ValueError unless `path` matches the sha256 in its sidecar .json and that records an
-    accuracy of at least MIN_ACCURACY[protocol] for this protocol."""
+    """Raise ValueError unless `path` matches its .json's sha256, protocol and MIN_ACCURACY."""
     sidecar = path.with_suffix(".json")
     try:
         meta = json.loads(sidecar.read_text())
@@ -188,11 +161,9 @@ def _save_cached(model, info, path):
 
 
 def _train_and_cache(split, device, cached):
-    """Train the protocol's classifier now, saying so with a progress bar even when the caller asked
-    for quiet (training is never silent), and cache it (kept in memory if that fails)."""
+    """Train the protocol's classifier now (never silently) and cache it (in memory only if that fails)."""
     print(f"No shipped classifier weights for the {split['protocol']} protocol: training one now on "
-          f"{len(split['x_train'])} images ({split['note']}). The progress bar shows the expected time; "
-          f"the weights are then cached in {cached}.")
+          f"{len(split['x_train'])} images ({split['note']}); the bar shows the expected time. Cached in {cached}.")
     model, info = train_classifier(split, device=device, verbose=True)
     print(f"held-out accuracy {info['accuracy']:.4f} on {info['n_held_out']} images ({info['seconds']:.0f} s)")
     if info["accuracy"] < MIN_ACCURACY[split["protocol"]]:
@@ -206,10 +177,8 @@ def _train_and_cache(split, device, cached):
 
 
 def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=True, cache_dir=None):
-    """The evaluation classifier for the protocol of `split` (default: `mnist_split()`), in eval
-    mode with frozen weights, on `device`. Looks for gan_utils/weights/mnist_cnn_<protocol>.pt (its
-    sha256 must match SHIPPED_SHA256), then the checked cache of `cache_path`; else trains it
-    (train_if_missing; announced with a progress bar even with verbose=False) and caches it.
+    """The frozen eval-mode classifier on `device` for the protocol of `split` (default `mnist_split()`): shipped
+    weights (sha256 = SHIPPED_SHA256), else the checked `cache_path`, else trained (train_if_missing) and cached.
     verbose: print which weights file was loaded."""
     split = split if split is not None else mnist_split()
     protocol = split["protocol"]
@@ -220,7 +189,7 @@ def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=Tru
         digest = sha256(shipped)
         if digest != SHIPPED_SHA256.get(protocol):
             raise ValueError(f"{shipped} has sha256 {digest}, expected {SHIPPED_SHA256.get(protocol)}: the "
-                             f"file is corrupt or stale; restore it from git or run python -m gan_utils.classifier --ship")
+                             f"file is corrupt or stale; restore it from git or run python scripts/train_classifier.py --ship")
         source = shipped
     elif cached.is_file():
         try:
@@ -229,10 +198,10 @@ def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=Tru
         except ValueError as exc:
             if not train_if_missing:
                 raise ValueError(f"{exc}. Train a new one: load_classifier(train_if_missing=True) or "
-                                 f"python -m gan_utils.classifier") from exc
+                                 f"python scripts/train_classifier.py") from exc
             print(f"Not using the cached classifier: {exc}.")
     if source is None and not train_if_missing:
-        raise FileNotFoundError(f"no classifier weights in {shipped} or {cached}; run python -m gan_utils.classifier")
+        raise FileNotFoundError(f"no classifier weights in {shipped} or {cached}; run python scripts/train_classifier.py")
     if source is None:
         model = _train_and_cache(split, device, cached)
     else:
@@ -242,37 +211,3 @@ def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=Tru
             print(f"{'Fashion-MNIST' if protocol.startswith('fashion') else 'MNIST'} classifier: {source}")
     return model.to(device).eval().requires_grad_(False)
 
-
-def main(argv=None):
-    """Command line: train the classifier, print its held-out accuracy and save the weights."""
-    parser = argparse.ArgumentParser(prog="python -m gan_utils.classifier", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="where to save the weights (default: the per-user cache, with its record)")
-    parser.add_argument("--ship", action="store_true", help="save into gan_utils/weights/ (the shipped file)")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--max-shift", type=int, default=2, help="random shifts of up to this many pixels")
-    parser.add_argument("--dataset", choices=["mnist", "fashion_mnist"], default="mnist",
-                        help="fashion_mnist: the same CNN for Fashion-MNIST (protocol fashion_paper)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    split = mnist_split(dataset=args.dataset)
-    print(f"protocol {split['protocol']}: {split['note']}")
-    model, info = train_classifier(split, epochs=args.epochs, seed=args.seed, max_shift=args.max_shift)
-    name = f"mnist_cnn_{split['protocol']}.pt"
-    out = Path(args.out) if args.out else (WEIGHTS_DIR / name if args.ship else cache_path(split["protocol"]))
-    if out == cache_path(split["protocol"]):
-        _save_cached(model, info, out)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), out)
-    print(f"trained on {info['n_train']} images in {info['seconds']:.0f} s; accuracy on {info['n_held_out']} "
-          f"held-out images it never saw: {info['accuracy']:.4f}")
-    print(f"saved {out}  sha256 {sha256(out)}")
-    return info
-
-
-if __name__ == "__main__":
-    main()

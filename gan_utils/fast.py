@@ -1,52 +1,29 @@
-"""A fast path for training on a GPU: the D step and the G step captured once as CUDA graphs.
-
-A training step of the course's small GANs is a few hundred small kernels; on a GPU the time goes
-into launching them from Python, not into the arithmetic. `fast_steps` runs `train.d_step` and
-`train.g_step` once each under `torch.cuda.graph`, which records their kernels; every later step
-is one `graph.replay()`, a single launch. What changes between steps lives in fixed tensors:
-
-- the real batch is copied into a static input buffer before each replay;
-- the noise is drawn inside the graph (CUDA graphs advance the random generator at each replay,
-  so a replay draws the same numbers as the eager step with the same seed would);
-- the outputs (loss_d, real_out, fake_out) and loss_g are static tensors, overwritten by the next
-  replay: copy them (`torch.stack` does) before the next step;
-- the optimizers run with `capturable=True` (Adam's step counter stays on the GPU).
-
-The learning rate and the optimizers' state tensors are fixed at capture. `optimizer.load_state_dict`
-(the NaN guard's restore, a resume) replaces the state tensors, so the graphs would update stale
-ones: the step functions detect this and raise; call `fast_steps` again to re-capture (one call,
-well under a second). The same holds after changing a learning rate.
-
-On a CPU, or when capture fails (a noise function that builds on the CPU, a loss that syncs with
-the host), `fast_steps` returns the eager `d_step`/`g_step` with a one-line message.
-"""
+"""A GPU fast path: `d_step` and `g_step` captured once as CUDA graphs, each later step one `graph.replay()`.
+The real batch is copied into a static buffer, the noise drawn inside the graph (same numbers as eager), the
+outputs are static tensors overwritten by the next replay, the optimizers run with capturable=True.
+The lr and the optimizers' state tensors are fixed at capture: after load_state_dict (a NaN-guard restore, a
+resume) or a new lr the step functions raise; call `fast_steps` again. On a CPU, or when capture fails,
+`fast_steps` returns the eager steps with a one-line message."""
 import copy
 import time
 
 import torch
 
-from .losses import get_losses
-from .train import d_step, g_step
+from .losses import get_loss
+from .steps import d_step, eager_steps, g_step
 
 STALE = ("the optimizers' state or learning rate changed after the CUDA graphs were captured "
          "(load_state_dict, a NaN-guard restore, a resume, a new lr): call fast_steps again to re-capture")
 
 
-def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, clip_value=None, verbose=True):
-    """The D step and the G step of `train_gan`, as CUDA graphs on a GPU, else eager.
-
-    Arguments as for `train.d_step` / `train.g_step`; loss: a GANLoss or a loss name;
-    real_example: one real minibatch (m, ...) on the training device, which fixes the batch shape.
-    Returns (d_fn, g_fn) with the contract of d_step / g_step:
-        d_fn(real) -> (loss_d, real_out, fake_out)   scalar, (m, 1), (m, 1), detached
-        g_fn(real) -> loss_g                          scalar, detached
-    A batch of another shape runs eagerly. On CUDA the returned tensors are reused by the next
-    call. Capture runs 3 warm-up steps on a side stream, then puts G, D, the optimizers and the
-    random generator back where they were, so training starts from the same state as eager.
-    """
-    loss = get_losses(loss) if isinstance(loss, str) else loss
-    eager = (lambda real: d_step(G, D, opt_d, real, noise, loss, clip_value),
-             lambda real: g_step(G, D, opt_g, real, noise, loss))
+def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, verbose=True):
+    """The D and G steps of `train_gan` as CUDA graphs on a GPU, else eager. Arguments as for `steps.eager_steps`;
+    loss: a GANLoss or a name; real_example: one real minibatch (m, ...) on the device (fixes the shape).
+    Returns (d_fn, g_fn): d_fn(real, G, D) -> (loss_d, real_out (m, 1), fake_out (m, 1)), g_fn(real, G, D) ->
+    loss_g, detached (on CUDA reused by the next call). Other batch shapes run eagerly. The warm-up steps are
+    undone (models, optimizers, RNG), so training starts from the same state as eager."""
+    loss = get_loss(loss) if isinstance(loss, str) else loss
+    eager = eager_steps(G, D, opt_g, opt_d, noise, loss)
     device = next(D.parameters()).device
     if device.type != "cuda":
         _say(verbose, f"fast path: no CUDA graphs on {device.type}; training eagerly with d_step/g_step")
@@ -58,7 +35,7 @@ def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, clip_value=None, v
     saved = _snapshot(G, D, opt_g, opt_d, device)
     start, stream = time.perf_counter(), torch.cuda.current_stream(device)
     try:
-        steps = _capture(G, D, opt_g, opt_d, noise, loss, real_example.to(device), clip_value, saved)
+        steps = _capture(G, D, opt_g, opt_d, noise, loss, real_example.to(device), saved)
     except Exception as exc:   # any failure: put everything back and train eagerly
         _end_failed_capture(stream, device)
         for obj, state in zip((G, D, opt_g, opt_d), saved[:4]):
@@ -78,9 +55,7 @@ def _say(verbose, message):
 
 
 def _end_failed_capture(stream, device):
-    """A capture that fails (e.g. on a host sync) stops before it tells the random generator that
-    capture is over (the next eager randn would raise) and leaves its side stream current. Go back
-    to the caller's stream and run one tiny capture: its end resets the generator's capture mode."""
+    """After a failed capture: back to the caller's stream, and one tiny capture resets the RNG's capture mode."""
     torch.cuda.set_stream(stream)
     torch.cuda.synchronize(device)
     with torch.cuda.device(device), torch.cuda.graph(torch.cuda.CUDAGraph()):
@@ -89,14 +64,12 @@ def _end_failed_capture(stream, device):
 
 def _snapshot(G, D, opt_g, opt_d, device):
     """Copies of everything a warm-up step changes: (G, D, opt_g, opt_d state dicts, CUDA RNG state)."""
-    return (*(copy.deepcopy(obj.state_dict()) for obj in (G, D, opt_g, opt_d)),
-            torch.cuda.get_rng_state(device))
+    return (*(copy.deepcopy(obj.state_dict()) for obj in (G, D, opt_g, opt_d)), torch.cuda.get_rng_state(device))
 
 
 @torch.no_grad()
 def _restore_in_place(G, D, opt_g, opt_d, saved, device):
-    """Put back the snapshot by copying into the existing tensors (the graphs hold their addresses).
-    Optimizer state that the warm-up created is zeroed: Adam's and RMSprop's fresh state."""
+    """Copy the snapshot into the existing tensors (the graphs hold them); state the warm-up created is zeroed."""
     for model, state in ((G, saved[0]), (D, saved[1])):
         for name, tensor in model.state_dict().items():
             tensor.copy_(state[name])
@@ -111,8 +84,7 @@ def _restore_in_place(G, D, opt_g, opt_d, saved, device):
 
 
 def _make_capturable(opt):
-    """capturable=True where the optimizer has it (Adam, AdamW, RMSprop, ...): the step counter
-    stays on the GPU, so a step needs no host sync. Existing CPU step counters move there too."""
+    """capturable=True where the optimizer has it; CPU step counters move to the GPU."""
     for group in opt.param_groups:
         if "capturable" in group:
             group["capturable"] = True
@@ -123,9 +95,7 @@ def _make_capturable(opt):
 
 
 def _staleness_check(*opts):
-    """A function that raises RuntimeError(STALE) once the graphs would update stale tensors: they
-    write into the optimizers' state tensors and use the lr of capture time. load_state_dict
-    replaces all state tensors at once, so watching one parameter's suffices."""
+    """A function raising RuntimeError(STALE) once an optimizer's state tensors (one parameter's) or lr changed."""
     watched = [(opt, p, dict(opt.state[p]), [g["lr"] for g in opt.param_groups])
                for opt in opts for p in list(opt.state)[:1]]
 
@@ -138,7 +108,7 @@ def _staleness_check(*opts):
     return check
 
 
-def _capture(G, D, opt_g, opt_d, noise, loss, real_example, clip_value, saved, warmup=3):
+def _capture(G, D, opt_g, opt_d, noise, loss, real_example, saved, warmup=3):
     """Warm up, capture d_step and g_step as two CUDA graphs, restore the snapshot; return (d_fn, g_fn)."""
     device = real_example.device
     _make_capturable(opt_g), _make_capturable(opt_d)
@@ -147,30 +117,30 @@ def _capture(G, D, opt_g, opt_d, noise, loss, real_example, clip_value, saved, w
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):   # warm-up: cuBLAS handles, autograd, the optimizers' state
         for _ in range(warmup):
-            d_step(G, D, opt_d, static_real, noise, loss, clip_value)
+            d_step(G, D, opt_d, static_real, noise, loss)
             g_step(G, D, opt_g, static_real, noise, loss)
     torch.cuda.current_stream(device).wait_stream(side)
     for p in (*G.parameters(), *D.parameters()):   # the graphs allocate their own gradients
         p.grad = None
     graph_d, graph_g = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph_d):
-        out_d = d_step(G, D, opt_d, static_real, noise, loss, clip_value)
+        out_d = d_step(G, D, opt_d, static_real, noise, loss)
     with torch.cuda.graph(graph_g):
         out_g = g_step(G, D, opt_g, static_real, noise, loss)
     _restore_in_place(G, D, opt_g, opt_d, saved, device)
     check = _staleness_check(opt_g, opt_d)
 
-    def d_fn(real):
-        if real.shape != static_real.shape:
-            return d_step(G, D, opt_d, real, noise, loss, clip_value)
+    def d_fn(real, G_batch, D_batch):
+        if real.shape != static_real.shape or G_batch is not G or D_batch is not D:
+            return d_step(G_batch, D_batch, opt_d, real, noise, loss)
         check()
         static_real.copy_(real)
         graph_d.replay()
         return out_d
 
-    def g_fn(real):
-        if real.shape != static_real.shape:
-            return g_step(G, D, opt_g, real, noise, loss)
+    def g_fn(real, G_batch, D_batch):
+        if real.shape != static_real.shape or G_batch is not G or D_batch is not D:
+            return g_step(G_batch, D_batch, opt_g, real, noise, loss)
         check()
         static_real.copy_(real)   # read only by losses that use real data (feature matching)
         graph_g.replay()

@@ -1,11 +1,6 @@
-"""GAN losses, computed from the discriminator's logits (numerically stable).
-
-Notation: D(x) = sigmoid(l(x)) where l is the logit the discriminator returns; z ~ p_z.
-The value function of Goodfellow et al. 2014 is
-    V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]
-D ascends V; G descends it (saturating) or ascends E_z[log D(G(z))] (non-saturating).
-"""
-from typing import Callable, NamedTuple
+"""GAN losses from D's logits l, D(x) = sigmoid(l(x)). Goodfellow et al. 2014's value function
+V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))]: D ascends it; G descends it or ascends E_z[log D(G(z))]."""
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -70,15 +65,15 @@ LOSSES = ("saturating", "nonsaturating", "feature_matching", "wgan")
 
 class GANLoss(NamedTuple):
     """What `d_step` and `g_step` need to know about a GAN's objective:
-        d_loss(D, real, fake) -> (loss, real_out, fake_out)   D's loss on a real batch (N, ...) and a
-                                 fake batch (M, ...), with D's raw outputs (N, 1), (M, 1) for logging;
-                                 seeing D and its inputs lets a loss add a gradient penalty.
+        d_loss(D, real, fake) -> (loss, real_out, fake_out)   D's loss on real (N, ...) and fake (M, ...) batches,
+                                 with D's raw outputs (N, 1), (M, 1); seeing D lets it add a gradient penalty.
         g_loss(D, fake, real) -> loss                         G's loss for a fake batch.
-        critic: True when D is a critic with unbounded scores (WGAN), False when its outputs are
-                logits of D(x) = sigmoid(logit)."""
+        critic: True when D's scores are unbounded (WGAN), False when they are logits.
+        clip:   WGAN's weight clipping into [-clip, clip] after each D step; None for no clipping."""
     d_loss: Callable
     g_loss: Callable
     critic: bool = False
+    clip: Optional[float] = None
 
 
 def outputs_loss(loss_fn):
@@ -89,16 +84,16 @@ def outputs_loss(loss_fn):
     return d_loss
 
 
-def get_losses(name="nonsaturating", real_label=1.0):
+def get_loss(name="nonsaturating", real_label=1.0):
     """The `GANLoss` that `train_gan` uses for a loss name: 'saturating', 'nonsaturating',
-    'feature_matching' or 'wgan' (critic). real_label < 1 is one-sided label smoothing."""
+    'feature_matching' or 'wgan' (critic, no clipping: see `wgan_loss`). real_label < 1 is
+    one-sided label smoothing."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
     if name == "wgan":
         if real_label != 1.0:
             raise ValueError("label smoothing (real_label) does not apply to the WGAN critic")
-        return GANLoss(outputs_loss(wgan_critic_loss), lambda D, fake, real: wgan_generator_loss(D(fake)),
-                       critic=True)
+        return wgan_loss(clip=None)
     d_loss = outputs_loss(lambda real_logits, fake_logits: discriminator_loss(real_logits, fake_logits, real_label))
     if name == "saturating":
         return GANLoss(d_loss, lambda D, fake, real: generator_loss_saturating(D(fake)))
@@ -107,10 +102,19 @@ def get_losses(name="nonsaturating", real_label=1.0):
     return GANLoss(d_loss, lambda D, fake, real: feature_matching_loss(D.features(real).detach(), D.features(fake)))
 
 
+def wgan_loss(clip=0.01):
+    """The WGAN of Arjovsky et al. 2017 as a `GANLoss` (critic): L_C = E f(G(z)) - E f(x),
+    L_G = -E f(G(z)), and after every critic step each weight is clamped into [-clip, clip]
+    (0.01 in the paper; None: no clipping)."""
+    if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
+        raise ValueError(f"clip must be a positive number such as 0.01, or None, got {clip!r}")
+    return GANLoss(outputs_loss(wgan_critic_loss), lambda D, fake, real: wgan_generator_loss(D(fake)),
+                   critic=True, clip=clip)
+
+
 # ----------------------------------------------------------------------------- gradient penalties
-# The leading dimensions of D's input that index examples: 1 for a batch (N, ...), 2 for S seeds'
-# batches (S, N, features) of a `ensemble.BatchedMLP`, which says so with `batch_dims = 2`.
 def _example_dims(D):
+    """The leading dimensions of D's input that index examples: 1, or 2 for (S, N, F) of a `BatchedMLP`."""
     return getattr(D, "batch_dims", 1)
 
 

@@ -1,16 +1,13 @@
-"""How close is the generator to the target? Metrics for the toy problems.
-
-All take samples as tensors (or arrays) of shape (n, dim) and return plain Python floats.
-"""
+"""How close is G to the target? Toy metrics take samples (n, dim) (tensors or arrays) and return floats; the
+MNIST scores read images through the evaluation classifier the caller passes in."""
 import math
 
 import numpy as np
 import torch
 from scipy import stats
 
-from .classifier import load_classifier
 from .data import check_pixels
-from .data import mnist_split  # noqa: F401  (its old home: keeps `from gan_utils.metrics import mnist_split`)
+from .steps import generate
 
 
 def _numpy(x):
@@ -26,16 +23,9 @@ def w1_to_gaussian(samples, mu, sigma):
     return float(np.mean(np.abs(x - stats.norm.ppf(u, loc=mu, scale=sigma))))
 
 
-def wasserstein_1d(a, b):
-    """Wasserstein-1 distance between two 1D samples (scipy). a: (n,) or (n, 1), b: (m,) or (m, 1)."""
-    return float(stats.wasserstein_distance(_numpy(a).ravel(), _numpy(b).ravel()))
-
-
 def ks_to_gaussian(samples, mu, sigma):
-    """Kolmogorov-Smirnov statistic sup_x |F_n(x) - Phi_{mu,sigma}(x)| of the samples against
-    N(mu, sigma^2); 0 is a perfect fit. samples: (n,) or (n, 1). Computed from the sorted samples
-    x_(1) <= ... <= x_(n), with the CDF u_i = Phi((x_(i) - mu) / sigma) (the same on every scipy):
-        D = max_i max(i / n - u_i, u_i - (i - 1) / n)."""
+    """Kolmogorov-Smirnov statistic sup_x |F_n(x) - Phi_{mu,sigma}(x)| against N(mu, sigma^2); samples: (n,) or
+    (n, 1). D = max_i max(i / n - u_i, u_i - (i - 1) / n), u_i = Phi((x_(i) - mu) / sigma), x sorted."""
     x = np.sort(_numpy(samples).ravel())
     if len(x) == 0 or sigma <= 0:
         raise ValueError(f"need at least one sample and sigma > 0, got {len(x)} samples and sigma {sigma}")
@@ -51,16 +41,9 @@ def line_distances(points, slope, intercept):
     return np.abs(slope * p[:, 0] - p[:, 1] + intercept) / math.hypot(slope, 1.0)
 
 
-def mean_line_distance(points, slope, intercept):
-    """Mean distance of the points to the line. points: (n, 2)."""
-    return float(line_distances(points, slope, intercept).mean())
-
-
 def segment_distances(points, slope, intercept, x_range):
-    """Distance of each point to the SEGMENT of y = slope x + intercept with x in x_range:
-    project the point on the line, clamp the projection to the segment's two ends, and measure
-    the distance to that nearest point of the segment. A point beyond an end is as far as it is
-    from that end, not from the infinite line. points: (n, 2) -> (n,) array."""
+    """Distance of each point to the SEGMENT of y = slope x + intercept with x in x_range (the projection on the
+    line clamped to the segment's ends). points: (n, 2) -> (n,) array."""
     p = _numpy(points)
     start = np.array([x_range[0], slope * x_range[0] + intercept])
     end = np.array([x_range[1], slope * x_range[1] + intercept])
@@ -69,17 +52,9 @@ def segment_distances(points, slope, intercept, x_range):
     return np.linalg.norm(p - (start + t[:, None] * direction), axis=1)
 
 
-def fraction_near_line(points, slope, intercept, tol=0.1, x_range=None):
-    """Fraction of points within `tol` of the line, or of its segment x in x_range when given
-    (a point beyond an end of the segment is not near it). points: (n, 2)."""
-    d = line_distances(points, slope, intercept) if x_range is None else segment_distances(points, slope, intercept, x_range)
-    return float((d <= tol).mean())
-
-
 def line_coverage(points, slope, intercept, x_range, bins=20, tol=0.1):
-    """Fraction of the segment covered: the segment is cut into `bins` equal pieces, and a piece
-    counts as covered when at least 10% of the points it would get from a uniform spread land
-    on it (projected on the line) within `tol` of the line. points: (n, 2)."""
+    """Fraction of the segment's `bins` equal pieces that get at least 10% of a uniform spread's share of the
+    points (projected on the line, within `tol` of it). points: (n, 2)."""
     p = _numpy(points)
     direction = np.array([1.0, slope]) / math.hypot(1.0, slope)
     origin = np.array([x_range[0], slope * x_range[0] + intercept])
@@ -91,16 +66,10 @@ def line_coverage(points, slope, intercept, x_range, bins=20, tol=0.1):
 
 
 def mode_metrics(samples, centers, std, min_count=None):
-    """Mode coverage on a mixture of Gaussians, with the definitions of VEEGAN (Srivastava et al.
-    2017) and PacGAN (Lin et al. 2018). A sample is 'high quality' when it lies within 3 std of
-    its nearest centre; it then belongs to that mode. samples: (n, 2), centers: (m, 2). Returns
-        modes_covered    modes with at least one high-quality sample (VEEGAN, PacGAN)
-        modes_min_count  modes with at least `min_count` high-quality samples (default 20 per
-                         2,500 samples, scaled with n; the course's earlier 'modes covered')
-        high_quality     the fraction of high-quality samples, in [0, 1]
-        kl_to_uniform    KL(q || uniform) in nats, q the histogram of the high-quality samples
-                         over the m modes: 0 when they spread evenly, log m when all sit on one
-                         mode; finite when modes are missing (0 log 0 = 0); nan without any."""
+    """Mode coverage on a Gaussian mixture (VEEGAN, PacGAN): a sample within 3 std of its nearest center is 'high
+    quality' and belongs to that mode. samples: (n, 2), centers: (m, 2). Returns modes_covered (>= 1 such
+    sample), modes_min_count (>= min_count, default 20 per 2,500 samples), high_quality (fraction) and
+    kl_to_uniform (of the modes' histogram, nats; nan without any)."""
     s, c = _numpy(samples), _numpy(centers)
     d = np.linalg.norm(s[:, None, :] - c[None, :, :], axis=2)
     nearest, dist = d.argmin(1), d.min(1)
@@ -112,8 +81,7 @@ def mode_metrics(samples, centers, std, min_count=None):
 
 
 def kl_to_uniform(counts):
-    """KL(q || uniform) = sum_k q_k log(m q_k) in nats, q = counts / sum(counts) over m bins;
-    empty bins add nothing. counts: (m,) -> float, nan when all counts are 0."""
+    """KL(q || uniform) = sum_k q_k log(m q_k) in nats, q = counts / sum; counts: (m,) -> float (nan if all 0)."""
     counts = np.asarray(counts, dtype=float)
     if counts.sum() == 0:
         return float("nan")
@@ -122,20 +90,10 @@ def kl_to_uniform(counts):
 
 
 # ----------------------------------------------------------------------------- MNIST evaluation
-# Classifier-based scores and the Parzen-window estimate of Goodfellow et al. 2014. The data
-# protocol is `data.mnist_split` (re-exported here for old imports); the CNN is gan_utils.classifier.
-
-def _classifier(classifier):
-    """The given classifier, or the protocol's default one (`classifier.load_classifier`)."""
-    if classifier is None:
-        classifier = load_classifier(verbose=False)
-    return classifier
-
 
 @torch.no_grad()
 def _classify(images, classifier, batch_size, what="images"):
-    """Logits (N, 10) and features (N, 64) of images (N, 1, 28, 28) in [0, 1], on the CPU.
-    Images on any device are moved in batches to the classifier's device."""
+    """Logits (N, 10) and features (N, 64), on the CPU, of images (N, 1, 28, 28) in [0, 1]."""
     check_pixels(images, what)
     device = next(classifier.parameters()).device
     logits, feats = [], []
@@ -146,42 +104,34 @@ def _classify(images, classifier, batch_size, what="images"):
     return torch.cat(logits), torch.cat(feats)
 
 
-def class_histogram(images, classifier=None, batch_size=1000):
-    """How many of `images` (N, 1, 28, 28), pixels in [0, 1], the MNIST classifier puts in each
-    class: counts n_c = #{i : argmax_c logits_i = c}, an int array of shape (10,)."""
-    logits, _ = _classify(images, _classifier(classifier), batch_size, "class_histogram")
+def class_histogram(images, classifier, batch_size=1000):
+    """How many of `images` (N, 1, 28, 28), pixels in [0, 1], the classifier puts in each class: int array (10,)."""
+    logits, _ = _classify(images, classifier, batch_size, "class_histogram")
     return np.bincount(logits.argmax(1).numpy(), minlength=10)
 
 
 def histogram_metrics(counts, min_fraction=None):
-    """Mode coverage of a class histogram `counts` (K,):  p_c = n_c / sum n.
-    modes_covered = #{c : p_c >= min_fraction}, min_fraction defaulting to 1 / (10 K) (a tenth of
-    the uniform share, 1% for digits); kl_to_uniform = KL(p || U) = sum_c p_c log(K p_c) in nats,
-    0 for a perfectly balanced histogram and log K (2.30 for digits) for one class only.
-    Returns {'modes_covered', 'kl_to_uniform', 'fractions'}."""
+    """Mode coverage of a class histogram `counts` (K,), p = counts / sum: modes_covered = #{c : p_c >=
+    min_fraction (default 1 / (10 K))}, kl_to_uniform = sum_c p_c log(K p_c) in nats (0 balanced, log K one
+    class). Returns {'modes_covered', 'kl_to_uniform', 'fractions'}."""
     counts = _numpy(counts)
     if counts.ndim != 1 or not np.isfinite(counts).all() or counts.sum() <= 0 or (counts < 0).any():
         raise ValueError(f"counts must be a 1D array of finite non-negative counts with a positive sum, got "
                          f"{counts.tolist()[:12]}: score at least one image, and check it for NaN")
-    k = len(counts)
     p = counts / counts.sum()
-    min_fraction = 1.0 / (10 * k) if min_fraction is None else min_fraction
-    nz = p > 0
-    kl = float(np.sum(p[nz] * np.log(k * p[nz])))
-    return {"modes_covered": int((p >= min_fraction).sum()), "kl_to_uniform": max(kl, 0.0),
+    min_fraction = 1.0 / (10 * len(counts)) if min_fraction is None else min_fraction
+    return {"modes_covered": int((p >= min_fraction).sum()), "kl_to_uniform": max(kl_to_uniform(counts), 0.0),
             "fractions": p.tolist()}
 
 
-def classifier_features(images, classifier=None, batch_size=1000):
+def classifier_features(images, classifier, batch_size=1000):
     """The classifier's penultimate-layer features of `images` (N, 1, 28, 28) in [0, 1]: (N, 64)."""
-    return _classify(images, _classifier(classifier), batch_size, "classifier_features")[1]
+    return _classify(images, classifier, batch_size, "classifier_features")[1]
 
 
 def frechet_distance(feats_a, feats_b):
-    """Fréchet distance between Gaussians fitted to two feature sets (N, F) and (M, F):
-        d^2 = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2}),
-    with Tr (S_a S_b)^{1/2} = sum_i sqrt(lambda_i) over the eigenvalues of the symmetric PSD
-    matrix S_a^{1/2} S_b S_a^{1/2} (float64, stable). The FID formula (Heusel et al. 2017)."""
+    """Fréchet distance (the FID formula) between Gaussians fitted to feature sets (N, F) and (M, F):
+    ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2}), the root via the eigenvalues of S_a^{1/2} S_b S_a^{1/2}."""
     a, b = _numpy(feats_a), _numpy(feats_b)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ValueError(f"need two feature sets (N, F) with the same F and N >= 2, got {a.shape}, {b.shape}")
@@ -197,25 +147,17 @@ def frechet_distance(feats_a, feats_b):
     return float(max(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * tr_cross, 0.0))
 
 
-def classifier_frechet(generated, real, baseline, classifier=None):
-    """Fréchet distance in the classifier's feature space (an 'FID' for digits) between
-    `generated` and `real` images, next to the same distance between two real sets, `baseline`
-    vs `real`, for scale (use as many baseline as generated images: the estimate is biased
-    upwards for small N). Images (N, 1, 28, 28) in [0, 1]. Returns {'frechet', 'real_vs_real'}."""
-    classifier = _classifier(classifier)
+def classifier_frechet(generated, real, baseline, classifier):
+    """Fréchet distance of classifier features, `generated` vs `real`, and `baseline` vs `real` for scale (use as
+    many baseline as generated images). Images (N, 1, 28, 28) in [0, 1]. Returns {'frechet', 'real_vs_real'}."""
     f_real = classifier_features(real, classifier)
     return {"frechet": frechet_distance(classifier_features(generated, classifier), f_real),
             "real_vs_real": frechet_distance(classifier_features(baseline, classifier), f_real)}
 
 
-def generator_scores(G, z, real_features, classifier=None, y=None):
-    """Quick scores of G on fixed noise z (N, noise_dim), for comparing runs while they train:
-    'modes' covered and 'kl' to uniform of the class histogram of G(z), and 'frechet', the
-    Fréchet distance of their classifier features to `real_features` (M, 64), e.g. of the
-    validation images. A conditional G gets labels y (N,) int64, and 'accuracy' too: the
-    fraction of G(z, y) the classifier puts in class y. Returns a dict of numbers."""
-    from .train import generate
-    classifier = _classifier(classifier)
+def generator_scores(G, z, real_features, classifier, y=None):
+    """Quick scores of G(z, y), z (N, noise_dim): 'modes' and 'kl' of its class histogram, 'frechet' of its features
+    to `real_features` (M, 64); with labels y (N,) int64 also 'accuracy' (fraction classified as y)."""
     logits, feats = _classify(generate(G, z, y), classifier, 1000, "generator_scores")
     h = histogram_metrics(np.bincount(logits.argmax(1).numpy(), minlength=10))
     out = {"modes": h["modes_covered"], "kl": h["kl_to_uniform"], "frechet": frechet_distance(feats, real_features)}
@@ -228,19 +170,15 @@ PARZEN_SIGMAS = tuple(np.logspace(-1, 0, 10))
 
 
 @torch.no_grad()
-def parzen_log_likelihoods(centres, x, sigmas, batch_size=500):
-    """log p(x_i) under isotropic Gaussian kernels of std sigma at the centres, per point and sigma:
-        log p(x) = log (1/n) sum_j exp(-||x - mu_j||^2 / (2 sigma^2)) - d log(sigma sqrt(2 pi))
-    (parzen_ll.py of Goodfellow et al. 2014). The squared distances come from one float64 matmul
-    per batch of x, ||x||^2 + ||mu||^2 - 2 x.mu, shared by all sigmas; the log-mean-exp is
-    torch.logsumexp(.) - log n (max-shifted, stable). centres: (n, d...), x: (N, d...) ->
-    float64 tensor (N, len(sigmas))."""
-    check_pixels(centres, "parzen centres")
+def parzen_log_likelihoods(centers, x, sigmas, batch_size=500):
+    """log p(x_i) = log (1/n) sum_j exp(-||x - mu_j||^2 / (2 sigma^2)) - d log(sigma sqrt(2 pi)), per point and
+    sigma (float64). centers: (n, d...), x: (N, d...) -> tensor (N, len(sigmas))."""
+    check_pixels(centers, "parzen centers")
     check_pixels(x, "parzen points")
     sig = torch.as_tensor(np.asarray(sigmas, dtype=float).reshape(-1))
     if len(sig) == 0 or not (sig > 0).all():
         raise ValueError(f"sigmas must be positive kernel widths, got {sig.tolist()}")
-    mu = torch.as_tensor(centres).reshape(len(centres), -1).double().cpu()
+    mu = torch.as_tensor(centers).reshape(len(centers), -1).double().cpu()
     x = torch.as_tensor(x).reshape(len(x), -1).double().cpu()
     n, d = mu.shape
     mu_sq = (mu ** 2).sum(1)
@@ -253,28 +191,23 @@ def parzen_log_likelihoods(centres, x, sigmas, batch_size=500):
     return torch.cat(out)
 
 
-def parzen_score(centres, valid, test, sigmas=PARZEN_SIGMAS, batch_size=500):
-    """The Parzen-window estimate of Goodfellow et al. 2014 (their Table 1): sigma = the one of
-    `sigmas` (default logspace(-1, 0, 10)) with the highest mean log-likelihood of `valid`; then
-    LL = mean_i log p(test_i) in nats, with standard error std / sqrt(N) (population std, as
-    numpy's .std()). centres: (n, ...) generated samples (10,000 in the paper) or real images;
-    valid (1,000 in the paper), test: (N, ...) images, pixels in [0, 1].
-    Returns {'ll', 'se', 'sigma', 'sigmas', 'valid_ll' (mean per sigma), 'n_centres', 'n_test'}."""
-    valid_ll = parzen_log_likelihoods(centres, valid, sigmas, batch_size).mean(0)
+def parzen_score(centers, valid, test, sigmas=PARZEN_SIGMAS, batch_size=500):
+    """The Parzen estimate of Goodfellow et al. 2014: sigma of `sigmas` best on `valid`, then the mean log p(test)
+    in nats and its standard error. centers: (n, ...) samples; valid, test: (N, ...) images in [0, 1].
+    Returns {'ll', 'se', 'sigma', 'sigmas', 'valid_ll' (mean per sigma), 'n_centers', 'n_test'}."""
+    valid_ll = parzen_log_likelihoods(centers, valid, sigmas, batch_size).mean(0)
     best = int(valid_ll.argmax())
     sigma = float(np.asarray(sigmas)[best])
-    ll = parzen_log_likelihoods(centres, test, [sigma], batch_size)[:, 0].numpy()
+    ll = parzen_log_likelihoods(centers, test, [sigma], batch_size)[:, 0].numpy()
     return {"ll": float(ll.mean()), "se": float(ll.std() / np.sqrt(len(ll))), "sigma": sigma,
             "sigmas": [float(s) for s in sigmas], "valid_ll": valid_ll.tolist(),
-            "n_centres": len(centres), "n_test": len(ll)}
+            "n_centers": len(centers), "n_test": len(ll)}
 
 
 @torch.no_grad()
 def nearest_neighbours(x, reference, batch_size=500):
-    """For each image of x (N, ...) the Euclidean pixel distance to its nearest image in
-    `reference` (M, ...) and that image's index: (distances (N,) float64, indices (N,) int64), on
-    the CPU. Candidates come from one float32 matmul per batch (||x||^2 + ||r||^2 - 2 x.r); the
-    winner's distance is then recomputed exactly in float64. Pixels in [0, 1]."""
+    """Pixel distance of each image of x (N, ...) to its nearest in `reference` (M, ...), pixels in [0, 1], and
+    that image's index: (distances (N,) float64, indices (N,) int64)."""
     check_pixels(x, "nearest_neighbours x")
     check_pixels(reference, "nearest_neighbours reference")
     r = torch.as_tensor(reference).reshape(len(reference), -1).float().cpu()
@@ -287,16 +220,12 @@ def nearest_neighbours(x, reference, batch_size=500):
     return (x.double() - r[index].double()).norm(dim=1), index
 
 
-def evaluate_generator(G, split, classifier=None, n=10_000, seed=2, n_valid=1000, n_test=None):
-    """Notebook 03's evaluation of G on an `mnist_split`: n samples from fixed noise (`seed`);
-    their class histogram ('counts', 'hist' = histogram_metrics); 'fd', classifier_frechet of
-    min(n, N_test) samples vs the test images, beside as many training images vs the same; and
-    'parzen', parzen_score with the samples as centres, sigma chosen on n_valid validation images,
-    scored on the first n_test test images (None: all). Also returns the 'samples' (n, 1, 28, 28)."""
-    from .train import generate
-    classifier = _classifier(classifier)
+def evaluate_generator(G, split, classifier, n=10_000, n_valid=1000, n_test=None):
+    """Notebook 03's evaluation of G on an `mnist_split`, n samples (n, 1, 28, 28) from noise seeded 2:
+    {'samples', 'counts', 'hist', 'fd' (classifier_frechet vs the test images), 'parzen' (sigma on n_valid
+    validation images, scored on the first n_test test images, None: all)}."""
     device = next(G.parameters()).device
-    z = torch.randn(n, G.noise_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    z = torch.randn(n, G.noise_dim, generator=torch.Generator().manual_seed(2)).to(device)
     samples = generate(G, z).cpu()
     counts = class_histogram(samples, classifier)
     test = split["x_test"] if n_test is None else split["x_test"][:n_test]
@@ -307,30 +236,19 @@ def evaluate_generator(G, split, classifier=None, n=10_000, seed=2, n_valid=1000
 
 
 def evaluation_summary(e):
-    """The numbers of an `evaluate_generator` result `e` that a results table shows, as plain
-    Python values (JSON-ready): modes, kl, counts, frechet, real_vs_real, parzen, parzen_se, sigma."""
+    """An `evaluate_generator` result's table numbers, JSON-ready: modes, kl, counts, frechet, real_vs_real,
+    parzen, parzen_se, sigma."""
     return {"modes": e["hist"]["modes_covered"], "kl": e["hist"]["kl_to_uniform"], "counts": e["counts"].tolist(),
             "frechet": e["fd"]["frechet"], "real_vs_real": e["fd"]["real_vs_real"], "parzen": e["parzen"]["ll"],
             "parzen_se": e["parzen"]["se"], "sigma": e["parzen"]["sigma"]}
 
 
 def checkerboard_score(images, stride):
-    """How much periodic energy an upsampling generator leaves in its images, in dB.
-
-    A generator whose total upsampling factor is `stride` (4 for 7 -> 14 -> 28) repeats its
-    artifacts every `stride` pixels, which puts power at the frequency bins of the grid
-    (u, v) in {0, H/stride, 2 H/stride, ...} x {0, W/stride, ...}, without (0, 0): 15 bins for
-    28 x 28 and stride 4. Steps:
-      P = mean over images and channels of |FFT2(x - mean(x))|^2, each image's mean removed, (H, W);
-      score(u, v) = 10 log10(P[u, v] / median of its 8 neighbouring bins that are off the grid)
-    (neighbours wrap around, as frequencies do; the median of 8 values is the mean of the middle two).
-    0 dB: no peak. The 10,000 MNIST test images score -0.03 dB (+0.39 dB with torch.median's lower
-    median); at initialisation (3 seeds, 1,000 samples) DCGANGenerator() scores +9 to +12 dB and
-    DCGANGenerator(upsample=True) -1 to -2.6 dB.
-    images: (N, C, H, W) tensor, any value range (the score ignores brightness and contrast);
-    H and W multiples of stride with at least 2 bins between grid lines.
-    Returns {'mean_db': mean over the grid bins, 'nyquist_db': the bin (H/2, W/2) (None when H or
-    W is odd), 'bins_db': {(u, v): dB}}."""
+    """Checkerboard energy of an upsampling G in dB: P = mean |FFT2(x - mean x)|^2 over images and channels; at each
+    grid bin (u, v) != (0, 0), multiples of (H/stride, W/stride), 10 log10(P[u, v] / median of its 8 off-grid
+    neighbours, wrapping). 0 dB: no peak (MNIST test -0.03 dB).
+    images: (N, C, H, W), any range; stride: G's total upsampling factor (4 for 7 -> 14 -> 28).
+    Returns {'mean_db': mean over the grid bins, 'nyquist_db': bin (H/2, W/2) or None, 'bins_db': {(u, v): dB}}."""
     if not torch.is_tensor(images) or images.ndim != 4 or len(images) == 0:
         raise ValueError(f"checkerboard_score expects a tensor of images (N, C, H, W), got "
                          f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")

@@ -1,11 +1,5 @@
-"""The course's networks, in plain PyTorch.
-
-Generators map noise z of shape (N, noise_dim) to samples; discriminators map samples to one
-logit per example, shape (N, 1): D(x) = sigmoid(logit) is the probability that x is real.
-Every discriminator has `features(x)`, its last hidden layer (used by feature matching).
-The DCGAN pair takes labels too when built with n_classes > 0: G(z, y), D(x, y).
-`conv_matrix` and `overlap_counts` take a convolution apart (notebook 05).
-"""
+"""The course's networks. G: noise (N, noise_dim) -> samples; D: samples -> logits (N, 1), D(x) = sigmoid(logit).
+Every D has `features(x)`, its last hidden layer. DCGAN models with n_classes > 0 take labels: G(z, y), D(x, y)."""
 import math
 
 import torch
@@ -20,17 +14,9 @@ def _check_input(x, expected, who):
 
 
 class VirtualBatchNorm(nn.Module):
-    """Virtual batch normalization (Salimans et al. 2016, Improved Techniques for Training GANs).
-
-    Each example x is normalized with statistics of a fixed reference batch R combined with x:
-        mu = (sum_R r + x) / (|R| + 1),   var = (sum_R r^2 + x^2) / (|R| + 1) - mu^2
-        y = gamma * (x - mu) / sqrt(var + eps) + beta
-    so an example's output does not depend on the other examples of its minibatch. The
-    reference batch is chosen once before training; its statistics at this layer come from
-    passing it through the network too. The enclosing generator puts the reference rows first
-    and sets `n_ref`; those rows are normalized by the reference statistics alone.
-    Input and output: (N, num_features).
-    """
+    """Virtual batch norm (Salimans et al. 2016): x normalized with a fixed reference batch R plus x, mu = (sum_R r + x)
+    / (|R| + 1), var = (sum_R r^2 + x^2) / (|R| + 1) - mu^2, y = gamma (x - mu) / sqrt(var + eps) + beta; the n_ref
+    reference rows come first (reference statistics alone). (N, num_features) -> (N, num_features)."""
 
     def __init__(self, num_features, eps=1e-5):
         super().__init__()
@@ -53,17 +39,11 @@ class VirtualBatchNorm(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """G(z): blocks of (Linear, norm, ReLU) of the given widths, then Linear and an output layer.
+    """G(z): blocks of (Linear, norm, ReLU) of the given widths, then Linear and an output layer; the default is
+    the course's MNIST generator (toys: norm=None, out=None). norm: 'batch', 'virtual' (call `set_reference`
+    first) or None. out: 'sigmoid' ([0, 1]), 'tanh' ([-1, 1]) or None. z: (N, noise_dim) -> (N, *out_shape)."""
 
-    The course's MNIST generator is the default: widths (128, 256, 512, 1024), 64-d noise,
-    BatchNorm1d, Sigmoid output reshaped to (1, 28, 28). For the toys use norm=None, out=None.
-    norm: 'batch', 'virtual' (VirtualBatchNorm, call `set_reference` first) or None.
-    out: 'sigmoid' (pixels in [0, 1]), 'tanh' ([-1, 1]) or None (any real number).
-    z: (N, noise_dim) -> (N, *out_shape).
-    """
-
-    def __init__(self, noise_dim=64, out_shape=(1, 28, 28), widths=(128, 256, 512, 1024),
-                 norm="batch", out="sigmoid"):
+    def __init__(self, noise_dim=64, out_shape=(1, 28, 28), widths=(128, 256, 512, 1024), norm="batch", out="sigmoid"):
         super().__init__()
         if norm not in ("batch", "virtual", None):
             raise ValueError(f"norm must be 'batch', 'virtual' or None, got {norm!r}")
@@ -100,12 +80,9 @@ class MLPGenerator(nn.Module):
 
 
 class MinibatchDiscrimination(nn.Module):
-    """Minibatch discrimination (Salimans et al. 2016): lets D compare an example with the rest of
-    its minibatch, so a collapsed G (all samples alike) is easy to spot.
-        M_i = x_i T                       (kernels, kernel_dim) per example, T a learned tensor
-        c_b(x_i, x_j) = exp(-||M_i,b - M_j,b||_1),   o(x_i)_b = sum_j c_b(x_i, x_j)
-    The output is [x_i, o(x_i)]: (N, in_features) -> (N, in_features + kernels). The sum runs over
-    the whole minibatch, x_i included, as in the paper (it adds 1 to every o)."""
+    """Minibatch discrimination (Salimans et al. 2016): M_i = x_i T, (kernels, kernel_dim) per example;
+    o(x_i)_b = sum_j exp(-||M_i,b - M_j,b||_1) over the whole batch, x_i included.
+    Output [x_i, o(x_i)]: (N, in_features) -> (N, in_features + kernels)."""
 
     def __init__(self, in_features, kernels=16, kernel_dim=8):
         super().__init__()
@@ -119,25 +96,21 @@ class MinibatchDiscrimination(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """D(x): flatten, blocks of (Linear, LeakyReLU(0.2)) of the given widths, then Linear to one
-    logit. Default: the course's MNIST discriminator, widths (512, 256, 128) on 784 pixels.
-    It has no BatchNorm and no sigmoid, so it also serves as a WGAN / WGAN-GP critic.
-    minibatch_kernels > 0: a `MinibatchDiscrimination` layer before the last Linear.
-    pack > 1 (PacGAN, Lin et al. 2018): D judges `pack` samples at once, concatenated; the
-    batch is cut into consecutive groups, so N must be a multiple of pack.
-    x: (N, in_dim) or (N, C, H, W) with C*H*W = in_dim -> logits (N // pack, 1).
-    """
+    """D(x): flatten, blocks of (Linear, LeakyReLU(0.2)), then Linear to one logit (no BatchNorm, no sigmoid:
+    also a WGAN critic). minibatch > 0: that many `MinibatchDiscrimination` kernels before the last Linear.
+    pack > 1 (PacGAN): D judges groups of `pack` consecutive samples; N must be a multiple of pack.
+    x: (N, in_dim) or (N, C, H, W) with C*H*W = in_dim -> logits (N // pack, 1)."""
 
-    def __init__(self, in_dim=784, widths=(512, 256, 128), slope=0.2, minibatch_kernels=0, pack=1):
+    def __init__(self, in_dim=784, widths=(512, 256, 128), minibatch=0, pack=1):
         super().__init__()
         self.in_dim, self.pack = in_dim, pack
         layers, d = [nn.Flatten()], in_dim * pack
         for w in widths:
-            layers += [nn.Linear(d, w), nn.LeakyReLU(slope)]
+            layers += [nn.Linear(d, w), nn.LeakyReLU(0.2)]
             d = w
         self.body = nn.Sequential(*layers)
-        self.minibatch = MinibatchDiscrimination(d, minibatch_kernels) if minibatch_kernels else None
-        self.head = nn.Linear(d + minibatch_kernels, 1)
+        self.minibatch = MinibatchDiscrimination(d, minibatch) if minibatch else None
+        self.head = nn.Linear(d + minibatch, 1)
 
     def features(self, x):
         """The last hidden layer, (N // pack, widths[-1])."""
@@ -153,10 +126,8 @@ class MLPDiscriminator(nn.Module):
 
 
 def spectral_normalize(model, n_power_iterations=1):
-    """Spectral normalization (Miyato et al. 2018) of every Linear and Conv2d of `model`, in place:
-    W is used as W / sigma(W), sigma the largest singular value, estimated by power iteration
-    (n_power_iterations per forward pass in training mode). Each layer is then 1-Lipschitz, and
-    so is D when its activations are. Returns the model. Example: spectral_normalize(MLPDiscriminator())."""
+    """Spectral normalization (Miyato et al. 2018) of every Linear and Conv2d of `model`, in place: W / sigma(W),
+    sigma estimated by n_power_iterations of power iteration per training forward. Returns the model."""
     for module in list(model.modules()):
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             nn.utils.parametrizations.spectral_norm(module, n_power_iterations=n_power_iterations)
@@ -177,9 +148,8 @@ class Maxout(nn.Module):
 
 
 class MaxoutDiscriminator(nn.Module):
-    """The MNIST discriminator of Goodfellow et al. 2014 (goodfeli/adversarial, mnist.yaml):
-    two layers of 240 maxout units with 5 pieces, dropout (input keeps 80%, hidden 50%),
-    then one logit. x: (N, in_dim) or images -> (N, 1)."""
+    """The MNIST D of Goodfellow et al. 2014: two layers of 240 maxout units (5 pieces), dropout 0.2 on the input
+    and 0.5 on hidden layers, then one logit. x: (N, in_dim) or images -> (N, 1)."""
 
     def __init__(self, in_dim=784, units=240, pieces=5, dropout_in=0.2, dropout=0.5):
         super().__init__()
@@ -198,8 +168,7 @@ class MaxoutDiscriminator(nn.Module):
 
 
 def dcgan_init(module):
-    """DCGAN weight init (Radford et al. 2016): conv weights ~ N(0, 0.02^2) (standard
-    deviation 0.02), BatchNorm gamma ~ N(1, 0.02^2), beta = 0. Use as `model.apply(dcgan_init)`."""
+    """DCGAN init: conv weights ~ N(0, 0.02^2), BatchNorm gamma ~ N(1, 0.02^2), beta = 0. model.apply(dcgan_init)."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
@@ -236,13 +205,10 @@ def _check_labels(y, n, n_classes, who):
 
 
 class DCGANGenerator(nn.Module):
-    """DCGAN generator: project z to a small feature map with a transposed conv, then stride-2
-    transposed convs (kernel 4) that double the size, BatchNorm + ReLU after each but the last,
-    Tanh output in [-1, 1] (pixels='-11', for data scaled to [-1, 1]) or (Tanh + 1) / 2 in [0, 1]
-    (pixels='01', the course's pixel range, which its classifier and metrics read).
-    upsample=True replaces each stride-2 transposed conv by nearest upsampling + 3x3 conv (no checkerboard artifacts, Odena et al. 2016).
-    n_classes > 0: a conditional G (Mirza & Osindero 2014); the label's learned embedding
-    (embed_dim values) is concatenated to z, and the same conv stack follows.
+    """DCGAN generator: a transposed conv to a small map, then stride-2 transposed convs (kernel 4) with
+    BatchNorm + ReLU, Tanh output in [-1, 1] (pixels='-11') or (Tanh + 1) / 2 in [0, 1] (pixels='01').
+    upsample=True: nearest upsampling + 3x3 conv instead (no checkerboard, Odena et al. 2016).
+    n_classes > 0: conditional G, a learned label embedding (embed_dim) concatenated to z.
     z: (N, noise_dim), y: int64 (N,) labels in [0, n_classes) -> (N, channels, image_size, image_size)."""
 
     def __init__(self, noise_dim=100, channels=1, image_size=28, width=64, upsample=False, n_classes=0,
@@ -280,17 +246,11 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """DCGAN discriminator: stride-2 convs (kernel 4) that halve the size, LeakyReLU(0.2),
-    BatchNorm on every layer but the first, then one conv over the whole small map to a logit.
-    norm: 'batch', 'layer' (GroupNorm with one group, per example) or None; a WGAN-GP critic
-    needs 'layer' or None, since its penalty treats each example on its own.
-    n_classes > 0, conditioning='projection': a projection discriminator (Miyato & Koyama 2018),
-    logit(x) + <embed(y), features(x)>, with a learned embedding per class, N(0, 0.02^2) at first like
-    the head; conditioning='concat': the label as input (Mirza & Osindero 2014), a learned
-    image_size x image_size map per class concatenated to x as one more channel.
-    minibatch > 0: that many minibatch-discrimination kernels (Salimans et al. 2016) on the last
-    features, their outputs mapped linearly onto the logit: D sees when samples repeat in a batch
-    (a conditional G that ignores z draws one image per label).
+    """DCGAN discriminator: stride-2 convs (kernel 4), LeakyReLU(0.2), a norm on every layer but the first, then
+    one conv to a logit. norm: 'batch', 'layer' (GroupNorm(1, c); for WGAN-GP) or None.
+    n_classes > 0: conditioning='projection' (Miyato & Koyama 2018), logit + <embed(y), features(x)>, or
+    'concat', a learned image-sized map per class as one more input channel.
+    minibatch > 0: that many minibatch-discrimination kernels on the last features, added linearly to the logit.
     x: (N, channels, image_size, image_size), y: int64 (N,) labels in [0, n_classes) -> (N, 1)."""
 
     def __init__(self, channels=1, image_size=28, width=64, norm="batch", n_classes=0, conditioning="projection",
@@ -315,8 +275,8 @@ class DCGANDiscriminator(nn.Module):
         self.n_classes = n_classes
         self.embed = nn.Embedding(n_classes, c_in * start * start) if n_classes and not concat else None
         self.label_map = nn.Embedding(n_classes, image_size * image_size) if concat else None
-        self.mbd = MinibatchDiscrimination(c_in * start * start, minibatch) if minibatch else None
-        self.mbd_head = nn.Linear(minibatch, 1) if minibatch else None
+        self.minibatch = MinibatchDiscrimination(c_in * start * start, minibatch) if minibatch else None
+        self.minibatch_head = nn.Linear(minibatch, 1) if minibatch else None
         self.apply(dcgan_init)
         if self.embed is not None:
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
@@ -336,48 +296,8 @@ class DCGANDiscriminator(nn.Module):
         h = self.features(x, y)
         c = h.shape[1] // (self.head.kernel_size[0] ** 2)
         logit = self.head(h.view(len(x), c, *self.head.kernel_size)).view(-1, 1)
-        if self.mbd is not None:
-            logit = logit + self.mbd_head(self.mbd(h)[:, h.shape[1]:])
+        if self.minibatch is not None:
+            logit = logit + self.minibatch_head(self.minibatch(h)[:, h.shape[1]:])
         if self.embed is None:
             return logit
         return logit + (self.embed(y.long()) * h).sum(dim=1, keepdim=True)
-
-
-def conv_matrix(kernel, n, stride=1, padding=0):
-    """The matrix C of a 2D convolution (PyTorch's, i.e. cross-correlation) of one k x k kernel on
-    an n x n image: C @ x.flatten() == F.conv2d(x, kernel, stride=stride, padding=padding).flatten().
-    Row i * m + j is output pixel (i, j), m = (n + 2 padding - k) // stride + 1; it holds the kernel
-    weights at the input pixels (i stride - padding + a, j stride - padding + b) that lie inside.
-    Multiplying by C.T is the transposed convolution: C.T @ y.flatten() equals
-    F.conv_transpose2d(y, kernel, stride=stride, padding=padding, output_padding=(n + 2 padding - k) % stride).
-    kernel: (k, k) tensor -> C: (m * m, n * n), on the kernel's device and dtype."""
-    if not torch.is_tensor(kernel) or kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]:
-        raise ValueError(f"kernel must be a square (k, k) tensor, got "
-                         f"{tuple(kernel.shape) if torch.is_tensor(kernel) else type(kernel).__name__}")
-    k = kernel.shape[0]
-    m = (n + 2 * padding - k) // stride + 1
-    if stride < 1 or padding < 0 or m < 1:
-        raise ValueError(f"a {k}x{k} kernel does not fit an {n}x{n} input with stride {stride} and padding "
-                         f"{padding}: use n >= k - 2 padding, stride >= 1, padding >= 0")
-    C = torch.zeros(m * m, n * n, dtype=kernel.dtype, device=kernel.device)
-    for i in range(m):
-        for j in range(m):
-            for a in range(k):
-                for b in range(k):
-                    r, c = i * stride - padding + a, j * stride - padding + b
-                    if 0 <= r < n and 0 <= c < n:
-                        C[i * m + j, r * n + c] = kernel[a, b]
-    return C
-
-
-def overlap_counts(kernel_size, stride, size, device="cpu"):
-    """How many input pixels a stride-`stride` transposed convolution adds into each output pixel
-    (no padding): the transposed convolution of a size x size image of ones with a k x k kernel of
-    ones. Away from the borders it is uniform when k is a multiple of the stride (4 with stride 2:
-    2 x 2 = 4 everywhere) and a checkerboard otherwise (3: 1, 2, 4; 5: 4, 6, 9), the origin of
-    checkerboard artifacts (Odena et al. 2016). -> (H, W) float tensor, H = W = (size - 1) stride + k."""
-    if min(kernel_size, stride, size) < 1:
-        raise ValueError(f"kernel_size, stride and size must be >= 1, got {kernel_size}, {stride}, {size}")
-    ones = torch.ones(1, 1, size, size, device=device)
-    weight = torch.ones(1, 1, kernel_size, kernel_size, device=device)
-    return nn.functional.conv_transpose2d(ones, weight, stride=stride)[0, 0]

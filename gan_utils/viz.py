@@ -1,8 +1,4 @@
-"""Plots of a GAN at work: curves, image grids, 1D densities with D(x), 2D scatter over D's heat
-map, and animations of snapshots. Each function draws on `ax` (a new figure if None) and
-returns the axes (or figure / animation)."""
-import copy
-
+"""Plots of a GAN at work; each draws on `ax` (a new figure if None) and returns the axes (or animation)."""
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -10,12 +6,12 @@ from matplotlib import animation
 from scipy.stats import gaussian_kde
 from torchvision.utils import make_grid
 
+from .losses import generator_loss_nonsaturating, generator_loss_saturating
+from .steps import generate
 
-# Readable when a slide is projected. At 80 dpi a point is 80/72 px, so 18 pt tick and axis labels
-# are 20 px tall in the notebook; reveal.js scales a whole 960x700 slide down a little in a 960x700
-# window (to about 0.76 in headless Chromium), which leaves them at 15 px or more. That holds while a
-# figure is at most 11 inches (880 px) wide and so is not shrunk to fit: use FIGURE_WIDTH, and 1 or
-# 2 panels a row.
+
+# Readable on a projected slide (18 pt at 80 dpi stays >= 15 px in reveal.js) while a figure is at most
+# FIGURE_WIDTH inches wide, with 1 or 2 panels a row.
 FIGURE_WIDTH = 11.0
 COURSE_STYLE = {
     "figure.dpi": 80, "savefig.dpi": 80, "figure.figsize": (FIGURE_WIDTH, 4.5),
@@ -23,46 +19,6 @@ COURSE_STYLE = {
     "ytick.labelsize": 18, "legend.fontsize": 16, "legend.framealpha": 0.85, "lines.linewidth": 2,
     "axes.grid": True, "grid.alpha": 0.3,
 }
-
-
-def show_source(*objects, docstrings=True):
-    """The source code of functions or classes as one syntax-highlighted Markdown block, for a
-    notebook to show the real code it runs (``show_source(gu.d_step)``). docstrings=False leaves
-    out each function's docstring (shorter, for a slide; `help()` still shows it). Returns an
-    IPython `Markdown` object, which Jupyter and nbconvert's slides render."""
-    import ast
-    import inspect
-    import textwrap
-
-    from IPython.display import Markdown
-
-    parts = []
-    for obj in objects:
-        lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
-        if not docstrings:
-            body = ast.parse("\n".join(lines)).body[0].body
-            first = body[0] if body else None
-            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
-                    and isinstance(first.value.value, str):
-                del lines[first.lineno - 1:first.end_lineno]
-        parts.append("\n".join(lines).rstrip())
-    code = "\n\n".join(parts)
-    return Markdown(f"```python\n{code}\n```")
-
-
-def interact_manual(function, **controls):
-    """Controls for `function` with a Run button (ipywidgets' `interact_manual`): nothing runs
-    until it is pressed, so a notebook with controls also runs headless. controls use ipywidgets'
-    abbreviations: (min, max, step) for a slider, a list for a menu; the initial values are
-    the function's defaults. Without ipywidgets, prints how to get it (or to call the function
-    directly) instead of failing, and returns None."""
-    try:
-        import ipywidgets
-    except ImportError:
-        print(f"The controls need ipywidgets (pip install ipywidgets). Without it, call "
-              f"{function.__name__}(...) yourself with the settings you want.")
-        return None
-    return ipywidgets.interact_manual(function, **controls)
 
 
 def use_course_style():
@@ -92,8 +48,7 @@ def plot_losses(history, ax=None, smooth=1):
 
 
 def plot_d_outputs(history, ax=None, smooth=1, critic=False):
-    """Mean D(x) on real and D(G(z)) on fake minibatches; 1/2 is the equilibrium of the minimax
-    game (critic=True: raw WGAN critic scores, no 1/2 line)."""
+    """Mean D(x) and D(G(z)) per G step, with the equilibrium 1/2 (critic=True: raw scores, no 1/2 line)."""
     ax = _ax(ax)
     for key, label in (("d_real", "D(x), real"), ("d_fake", "D(G(z)), fake")):
         y = _smooth(history[key], smooth)
@@ -101,8 +56,7 @@ def plot_d_outputs(history, ax=None, smooth=1, critic=False):
     if not critic:
         ax.axhline(0.5, color="gray", ls=":", lw=1, label="1/2")
         ax.set_ylim(-0.02, 1.02)
-    ax.set(xlabel="generator step", ylabel="critic score" if critic else "mean D output",
-           title="Discriminator outputs")
+    ax.set(xlabel="generator step", ylabel="critic score" if critic else "mean D output", title="Discriminator outputs")
     ax.legend()
     return ax
 
@@ -120,25 +74,19 @@ def show_images(images, nrow=8, ax=None, title=None):
     return ax
 
 
-@torch.no_grad()
-def _d_prob(D, x, critic=False):
-    was_training = D.training
-    D.eval()
-    out = D(x)
-    D.train(was_training)
-    return (out if critic else torch.sigmoid(out)).squeeze(1).cpu().numpy()
+def _d_prob(D, x):
+    """D(x) = sigmoid(logit) on x (n, ...), in evaluation mode: (n,) array."""
+    return torch.sigmoid(generate(D, x)).squeeze(1).cpu().numpy()
 
 
-def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bins=60, ymax=1.05):
-    """Figure 1 of Goodfellow et al. 2014: data density (black dots), generator density (green,
-    a histogram of `fake`), D(x) (blue dashes), and optionally D*(x) = p_data / (p_data + p_g)
-    with p_g from a kernel density estimate (red). x_grid: (m,) tensor; data_pdf: (m,) densities; fake: (n, 1).
-    The y axis stops at `ymax` (at least the top of p_data), where D(x) is readable; histogram bars
-    taller than that are cut, marked with a triangle and labelled with their true height."""
+def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None):
+    """Figure 1 of Goodfellow et al. 2014: p_data (black dots), a histogram of `fake` (green), D(x) (blue dashes),
+    optionally D*(x) = p_data / (p_data + p_g), p_g a KDE (red). x_grid: (m,) tensor; data_pdf: (m,); fake: (n, 1).
+    The y axis stops at max(1.05, 1.1 max p_data); taller bars are cut and their peak labelled."""
     ax = _ax(ax)
     x = x_grid.cpu().numpy()
     p_data = np.asarray(data_pdf)
-    p_g, edges = np.histogram(fake.detach().cpu().numpy().ravel(), bins=bins, range=(x[0], x[-1]), density=True)
+    p_g, edges = np.histogram(fake.detach().cpu().numpy().ravel(), bins=60, range=(x[0], x[-1]), density=True)
     ax.plot(x, p_data, "k:", lw=2, label="data p_data(x)")
     ax.stairs(p_g, edges, color="tab:green", fill=True, alpha=0.35, label="generator p_g(x)")
     if D is not None:
@@ -149,7 +97,7 @@ def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bin
         with np.errstate(invalid="ignore", divide="ignore"):
             d_star = np.where(p_data + p_g_on_grid > 1e-3, p_data / (p_data + p_g_on_grid), np.nan)
         ax.plot(x, d_star, color="tab:red", lw=1.5, alpha=0.8, label="D*(x)")
-    top = max(ymax, p_data.max() * 1.1)
+    top = max(1.05, p_data.max() * 1.1)
     ax.set_ylim(0, top)
     if p_g.max() > top:  # a spike (G's samples piled up): say how tall it really is
         cut = np.flatnonzero(p_g > top)
@@ -162,20 +110,17 @@ def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None, bin
     return ax
 
 
-def plot_2d(ax, real, fake, D=None, xlim=(-3, 3), ylim=(-3, 3), title=None, critic=False, res=120,
-            colorbar=True, legend=True):
-    """Real (black) and generated (orange) points over D's output as a heat map (blue: D thinks
-    'fake', red: 'real'). real, fake: (n, 2). colorbar=False leaves the colour bar to the caller
-    (one for a row of panels: ``fig.colorbar(ax.images[0], ax=axes)``)."""
+def plot_2d(ax, real, fake, D=None, xlim=(-3, 3), ylim=(-3, 3), title=None, res=120, colorbar=True, legend=True):
+    """Real (black) and generated (orange) points, real, fake: (n, 2), over D(x) as a heat map (blue 'fake', red
+    'real'). colorbar=False leaves the colour bar to the caller."""
     ax = _ax(ax, figsize=(5, 5))
     if D is not None:
         xs, ys = np.linspace(*xlim, res), np.linspace(*ylim, res)
         grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2), dtype=torch.float32)
-        d = _d_prob(D, grid.to(next(D.parameters()).device), critic).reshape(res, res)
-        im = ax.imshow(d, origin="lower", extent=(*xlim, *ylim), cmap="coolwarm", aspect="auto",
-                       **({} if critic else {"vmin": 0, "vmax": 1}))
+        d = _d_prob(D, grid.to(next(D.parameters()).device)).reshape(res, res)
+        im = ax.imshow(d, origin="lower", extent=(*xlim, *ylim), cmap="coolwarm", aspect="auto", vmin=0, vmax=1)
         if colorbar:
-            ax.figure.colorbar(im, ax=ax, fraction=0.046, label="critic score" if critic else "D(x)")
+            ax.figure.colorbar(im, ax=ax, fraction=0.046, label="D(x)")
     r, f = real.detach().cpu().numpy(), fake.detach().cpu().numpy()
     ax.scatter(r[:, 0], r[:, 1], s=4, c="k", alpha=0.5, label="real")
     ax.scatter(f[:, 0], f[:, 1], s=4, c="tab:orange", alpha=0.6, label="generated")
@@ -186,9 +131,7 @@ def plot_2d(ax, real, fake, D=None, xlim=(-3, 3), ylim=(-3, 3), title=None, crit
 
 
 def animate(frames, draw, figsize=(6, 4), interval=200):
-    """A matplotlib animation with one frame per item of `frames`; draw(ax, frame) draws one.
-    Show it in a notebook with `IPython.display.HTML(anim.to_jshtml())`, or save a GIF with
-    `save_gif`. The figure is closed so that it is not shown twice."""
+    """A matplotlib animation, draw(ax, frame) for each of `frames` (its figure closed, so it shows once)."""
     fig, ax = plt.subplots(figsize=figsize)
 
     def update(i):
@@ -208,55 +151,10 @@ def save_gif(anim, path, fps=5):
     return path
 
 
-class SnapshotCollector:
-    """A `callback` for `train_gan` that keeps what plots and animations of training need.
-
-    At step 0 and every `callback_every` G steps it stores one frame, a dict with
-        'step':  the G step,
-        'fake':  G's samples for the fixed noise `z` (n, noise_dim) -> (n, ...), on the CPU,
-        'D':     a frozen CPU copy of the discriminator (if keep_d), to draw D(x) later,
-        and every value of `metrics(fake)` (a function returning a dict of floats).
-    ``snaps = SnapshotCollector(z, metrics); train_gan(..., callback=snaps, callback_every=100)``
-    """
-
-    def __init__(self, z, metrics=None, keep_d=True):
-        self.z, self.metrics, self.keep_d = z, metrics, keep_d
-        self.frames = []
-
-    @torch.no_grad()
-    def __call__(self, step, G, D, history):
-        was_training = G.training
-        G.eval()
-        fake = G(self.z.to(next(G.parameters()).device)).detach().cpu()
-        G.train(was_training)
-        frame = {"step": step, "fake": fake}
-        if self.keep_d:
-            frame["D"] = copy.deepcopy(D).cpu().eval().requires_grad_(False)
-        if self.metrics is not None:
-            frame.update(self.metrics(fake))
-        self.frames.append(frame)
-
-    def __len__(self):
-        return len(self.frames)
-
-    def __getitem__(self, i):
-        return self.frames[i]
-
-    def values(self, key):
-        """One value per frame, e.g. ``snaps.values('w1')``; `values('step')` gives the steps."""
-        return [f[key] for f in self.frames]
-
-    def pick(self, n):
-        """About n frames evenly spread over training, first and last included (for animations)."""
-        idx = np.unique(np.linspace(0, len(self.frames) - 1, min(n, len(self.frames))).round().astype(int))
-        return [self.frames[i] for i in idx]
-
-
 def plot_metrics(snapshots, keys, ax=None, labels=None, targets=None, logy=False, title="Metrics",
                  ylabel=None, target_labels=None):
-    """Metrics of a SnapshotCollector (or a list of frames) against the G step: one line per key.
-    targets: {key: value} draws a dotted line at a goal (e.g. a threshold of an assert), with a
-    legend entry from target_labels (default 'goal for <label>'); ylabel: the y axis label."""
+    """Metrics of a SnapshotCollector (or a list of frames) against the G step, one line per key; targets:
+    {key: value} dotted goal lines, labelled by target_labels (default 'goal for <label>')."""
     ax = _ax(ax)
     frames = snapshots.frames if hasattr(snapshots, "frames") else snapshots
     steps = [f["step"] for f in frames]
@@ -274,13 +172,8 @@ def plot_metrics(snapshots, keys, ax=None, labels=None, targets=None, logy=False
 
 
 def plot_generator_losses(axes=None, d_min=1e-3):
-    """The two generator losses against D(G(z)), and the size of their gradient with respect to
-    D's logit l (computed with autograd through `losses`):
-        saturating      log(1 - D):   |d/dl| = D        -> 0 when D rejects the fakes (D -> 0)
-        non-saturating  -log D:       |d/dl| = 1 - D    -> 1 when D rejects the fakes
-    axes: two axes (a new 1x2 figure if None)."""
-    from .losses import generator_loss_nonsaturating, generator_loss_saturating
-
+    """The saturating (|d/dl| = D) and non-saturating (|d/dl| = 1 - D) G losses and their gradient size against
+    D(G(z)), l = D's logit, by autograd. axes: two axes (a new 1x2 figure if None)."""
     if axes is None:
         axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4.2), layout="constrained")[1]
     d = torch.linspace(d_min, 1 - d_min, 400, dtype=torch.float64)

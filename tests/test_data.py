@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import gan_utils as gu
-from gan_utils import data as gdata
+from gan_utils import mnist as gmnist
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"   # as conftest.py finds it
 MNIST_FULL, MNIST_TEST_ONLY = SHARED / "mnist-full", SHARED / "data"
@@ -33,7 +33,7 @@ def register_md5(monkeypatch, *paths):
     """Make the generated fixture files the 'published' MNIST files (md5 of the decompressed bytes)."""
     for path in paths:
         raw = gzip.open(path).read() if str(path).endswith(".gz") else Path(path).read_bytes()
-        monkeypatch.setitem(gdata.MNIST_MD5, Path(path).name.removesuffix(".gz"), hashlib.md5(raw).hexdigest())
+        monkeypatch.setitem(gmnist.MNIST_MD5, Path(path).name.removesuffix(".gz"), hashlib.md5(raw).hexdigest())
 
 
 def fake_split(raw, prefix, images, labels, monkeypatch, gz=False):
@@ -68,11 +68,13 @@ def test_toy_samplers_shapes_and_support():
     assert torch.allclose(p[:, 1], 0.5 * p[:, 0] + 1.0)
     assert p[:, 0].min() >= -2 and p[:, 0].max() <= 2
     noisy = gu.sample_line_2d(2000, 0.5, 1.0, noise=0.1)
-    assert 0.05 < gu.mean_line_distance(noisy, 0.5, 1.0) < 0.12
+    assert 0.05 < gu.metrics.line_distances(noisy, 0.5, 1.0).mean() < 0.12
     assert gu.ring_centers(8).shape == (8, 2) and torch.allclose(gu.ring_centers(8).norm(dim=1), torch.tensor(2.0))
     assert gu.grid_centers(5).shape == (25, 2)
-    assert gu.sample_ring(100).shape == gu.sample_grid(100).shape == (100, 2)
-    u = gu.sample_noise(1000, 3, "uniform")
+    ring = gu.sample_mixture_2d(100, gu.ring_centers(8), std=0.02)
+    assert ring.shape == gu.sample_mixture_2d(100, gu.grid_centers(5), std=0.05).shape == (100, 2)
+    assert ((ring.norm(dim=1) - 2.0).abs() < 0.2).all()                 # on the ring of radius 2
+    u = gu.data.sample_noise(1000, 3, "uniform")
     assert u.shape == (1000, 3) and u.abs().max() <= 1
     assert gu.make_noise(5)(7).shape == (7, 5)
 
@@ -106,38 +108,38 @@ def test_toy_batches():
 
 def test_read_idx_rejects_truncated_files(tmp_path):
     write_idx(tmp_path / "x-idx3-ubyte", np.zeros((4, 28, 28)))
-    assert gu.read_idx(tmp_path / "x-idx3-ubyte").shape == (4, 28, 28)
+    assert gu.mnist.read_idx(tmp_path / "x-idx3-ubyte").shape == (4, 28, 28)
     (tmp_path / "cut").write_bytes((tmp_path / "x-idx3-ubyte").read_bytes()[:500])
     with pytest.raises(ValueError, match="truncated"):
-        gu.read_idx(tmp_path / "cut")
+        gu.mnist.read_idx(tmp_path / "cut")
 
 
 def test_load_images_from_fixture_scales(tiny_mnist):
-    x, y, info = gu.load_images("mnist", train=False, root=tiny_mnist, download=False)
+    x, y, info = gu.mnist.load_images("mnist", train=False, root=tiny_mnist, download=False)
     assert x.shape == (20, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert 0 <= x.min() and x.max() <= 1 and info == {"split": "test", "n": 20, "root": str(tiny_mnist)}
-    x2, _, _ = gu.load_images("mnist", train=False, root=tiny_mnist, scale="-11", limit=5, download=False)
+    x2, _, _ = gu.mnist.load_images("mnist", train=False, root=tiny_mnist, pixels="-11", limit=5, download=False)
     assert x2.shape[0] == 5 and x2.min() >= -1 and x2.max() <= 1
     assert torch.allclose(x2, x[:5] * 2 - 1)
 
 
 def test_missing_train_split_falls_back_to_test_with_a_warning(tiny_mnist, monkeypatch, capsys):
-    monkeypatch.setattr(gdata, "_download", no_network)
+    monkeypatch.setattr(gmnist, "_download", no_network)
     with pytest.warns(UserWarning, match="Falling back to the 10,000-image TEST split"):
-        x, _, info = gu.load_images("mnist", train=True, root=tiny_mnist)
+        x, _, info = gu.mnist.load_images("mnist", train=True, root=tiny_mnist)
     assert info["split"] == "test" and len(x) == 20
     assert "TEST split" in capsys.readouterr().out
 
 
 def test_no_data_offline_raises_an_error_that_says_where_to_put_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(gdata, "_download", no_network)
+    monkeypatch.setattr(gmnist, "_download", no_network)
     with pytest.raises(FileNotFoundError, match="GAN_DATA_DIR") as err:
-        gu.load_images("mnist", train=True, root=tmp_path)
+        gu.mnist.load_images("mnist", train=True, root=tmp_path)
     assert str(tmp_path / "MNIST" / "raw") in str(err.value) and "download=True" in str(err.value)
     with pytest.raises(ValueError, match="unknown dataset"):
-        gu.load_images("cifar", root=tmp_path)
-    with pytest.raises(ValueError, match="scale"):
-        gu.load_images("mnist", root=tmp_path, scale="0-255")
+        gu.mnist.load_images("cifar", root=tmp_path)
+    with pytest.raises(ValueError, match="pixels must be '01'"):
+        gu.mnist.load_images("mnist", root=tmp_path, pixels="0-255")
 
 
 def test_download_has_a_time_limit(tmp_path, monkeypatch):
@@ -151,8 +153,8 @@ def test_download_has_a_time_limit(tmp_path, monkeypatch):
 
     monkeypatch.setattr("torchvision.datasets.MNIST", FakeMNIST)
     with pytest.raises(FileNotFoundError):
-        gu.load_images("mnist", train=False, root=tmp_path)
-    assert seen["timeout"] == gdata.DOWNLOAD_TIMEOUT_S and socket.getdefaulttimeout() is None
+        gu.mnist.load_images("mnist", train=False, root=tmp_path)
+    assert seen["timeout"] == gmnist.DOWNLOAD_TIMEOUT_S and socket.getdefaulttimeout() is None
 
 
 def test_any_gzip_of_the_right_data_is_accepted_and_wrong_bytes_are_not(tmp_path, monkeypatch):
@@ -165,15 +167,15 @@ def test_any_gzip_of_the_right_data_is_accepted_and_wrong_bytes_are_not(tmp_path
     for path in plain:  # another gzip wrapper: other compression level, file name and time stamp
         with open(raw / (path.name + ".gz"), "wb") as f, gzip.GzipFile("x", "wb", 1, f, mtime=1) as g:
             g.write(path.read_bytes())
-    x, y, _ = gu.load_images("mnist", train=False, root=tmp_path / "gz", download=False)
+    x, y, _ = gu.mnist.load_images("mnist", train=False, root=tmp_path / "gz", download=False)
     assert torch.equal((x[:, 0] * 255).round().byte(), torch.from_numpy(images.astype(np.uint8)))
     bad = bytearray(plain[0].read_bytes())
     bad[1000] ^= 1
     plain[0].write_bytes(bytes(bad))  # a plain file is checked too
     with pytest.raises(ValueError) as err:
-        gu.load_images("mnist", train=False, root=tmp_path / "plain", download=False)
+        gu.mnist.load_images("mnist", train=False, root=tmp_path / "plain", download=False)
     message = str(err.value)
-    assert str(plain[0]) in message and gdata.MNIST_MD5["t10k-images-idx3-ubyte"] in message
+    assert str(plain[0]) in message and gmnist.MNIST_MD5["t10k-images-idx3-ubyte"] in message
     assert "GAN_DATA_DIR" in message and "Keep it" in message and "delete" not in message.lower()
 
 
@@ -185,7 +187,7 @@ def test_swapped_real_mnist_files_are_named(tmp_path):
     os.symlink(src / "t10k-labels-idx1-ubyte.gz", raw / "t10k-images-idx3-ubyte.gz")
     os.symlink(src / "t10k-images-idx3-ubyte.gz", raw / "t10k-labels-idx1-ubyte.gz")
     with pytest.raises(ValueError, match="it holds t10k-labels-idx1-ubyte .files swapped or renamed") as err:
-        gu.load_images("mnist", train=False, root=tmp_path, download=False)
+        gu.mnist.load_images("mnist", train=False, root=tmp_path, download=False)
     assert str(raw / "t10k-images-idx3-ubyte.gz") in str(err.value)
 
 
@@ -193,7 +195,7 @@ def test_truncated_gz_names_the_file_and_the_cause(tmp_path, monkeypatch):
     paths = fake_split(tmp_path / "MNIST" / "raw", "t10k", np.zeros((50, 28, 28)), np.zeros(50), monkeypatch, gz=True)
     paths[0].write_bytes(paths[0].read_bytes()[:-30])
     with pytest.raises(ValueError, match="EOFError|corrupt") as err:
-        gu.load_images("mnist", train=False, root=tmp_path, download=False)
+        gu.mnist.load_images("mnist", train=False, root=tmp_path, download=False)
     assert str(paths[0]) in str(err.value) and "delete" not in str(err.value).lower()
 
 
@@ -206,7 +208,7 @@ def test_corrupt_fashion_mnist_gz_names_the_file_and_cause(tmp_path, mangle):
     gz = raw / "t10k-images-idx3-ubyte.gz"
     gz.write_bytes(gz.read_bytes()[:40] if mangle == "truncate" else b"\x1f\x8b" + bytes(100))
     with pytest.raises(ValueError) as err:
-        gu.load_images("fashion_mnist", train=False, root=tmp_path, download=False)
+        gu.mnist.load_images("fashion_mnist", train=False, root=tmp_path, download=False)
     assert str(gz) in str(err.value) and ("EOFError" in str(err.value) or "BadGzipFile" in str(err.value))
 
 
@@ -224,7 +226,7 @@ def test_idx_loader_checks_what_it_loaded(tmp_path, monkeypatch, case, match):
         labels = labels + 1
     paths = fake_split(tmp_path / "MNIST" / "raw", "t10k", images, labels, monkeypatch)
     with pytest.raises(ValueError, match=match) as err:
-        gu.load_images("mnist", train=False, root=tmp_path, download=False)
+        gu.mnist.load_images("mnist", train=False, root=tmp_path, download=False)
     assert str(paths[0]) in str(err.value) or str(paths[1]) in str(err.value)
 
 
@@ -234,17 +236,17 @@ def test_broken_idx_headers_name_the_file(tmp_path):
     for cut in range(16):  # a header cut anywhere inside its first 16 bytes
         (tmp_path / "cut").write_bytes(good[:cut])
         with pytest.raises(ValueError, match=str(tmp_path / "cut")):
-            gu.read_idx(tmp_path / "cut")
+            gu.mnist.read_idx(tmp_path / "cut")
     (tmp_path / "ndim0").write_bytes(bytes([0, 0, 8, 0]) + bytes(10))
     with pytest.raises(ValueError, match="ndim 0") as err:
-        gu.read_idx(tmp_path / "ndim0")
+        gu.mnist.read_idx(tmp_path / "ndim0")
     assert str(tmp_path / "ndim0") in str(err.value)
 
 
 @pytest.mark.parametrize("limit", [-1, 0, 2.5, True])
 def test_limit_must_be_a_positive_count(tiny_mnist, limit):
     with pytest.raises(ValueError, match="limit must be a positive number"):
-        gu.load_images("mnist", train=False, root=tiny_mnist, limit=limit, download=False)
+        gu.mnist.load_images("mnist", train=False, root=tiny_mnist, limit=limit, download=False)
 
 
 def test_a_failed_or_bad_download_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -271,44 +273,44 @@ def test_a_failed_or_bad_download_leaves_nothing_behind(tmp_path, monkeypatch):
     payload["images"], payload["labels"] = src[0].read_bytes(), src[1].read_bytes()
     monkeypatch.setattr(torchvision.datasets, "MNIST", PartialMNIST)
     with pytest.raises(FileNotFoundError, match="connection reset"):
-        gu.load_images("mnist", train=False, root=tmp_path)
+        gu.mnist.load_images("mnist", train=False, root=tmp_path)
     assert sorted(p.name for p in raw.iterdir()) == []  # no partial file, no leftover temporary folder
-    monkeypatch.setitem(gdata.MNIST_MD5, "t10k-labels-idx1-ubyte", "0" * 32)  # a download with wrong bytes
+    monkeypatch.setitem(gmnist.MNIST_MD5, "t10k-labels-idx1-ubyte", "0" * 32)  # a download with wrong bytes
     monkeypatch.setattr(torchvision.datasets, "MNIST", GoodMNIST)
     with pytest.raises(FileNotFoundError, match="0{32}"):
-        gu.load_images("mnist", train=False, root=tmp_path)
+        gu.mnist.load_images("mnist", train=False, root=tmp_path)
     assert sorted(p.name for p in raw.iterdir()) == []
     register_md5(monkeypatch, src[1])
-    x, _, _ = gu.load_images("mnist", train=False, root=tmp_path)  # a later download still works
+    x, _, _ = gu.mnist.load_images("mnist", train=False, root=tmp_path)  # a later download still works
     assert len(x) == 30 and sorted(p.name for p in raw.iterdir()) == [p.name for p in src]
 
 
 def test_data_root_order(monkeypatch, tmp_path):
     monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path))
-    assert gu.data_root() == tmp_path
-    assert gu.data_root("elsewhere") == gdata.Path("elsewhere")
+    assert gu.mnist.data_root() == tmp_path
+    assert gu.mnist.data_root("elsewhere") == gmnist.Path("elsewhere")
     monkeypatch.delenv("GAN_DATA_DIR")
-    assert gu.data_root() == gdata.REPO_DATA_DIR
-    assert (gdata.REPO_DATA_DIR.parent / "pyproject.toml").is_file()  # this checkout
-    monkeypatch.setattr(gdata, "CHECKOUT_DIR", tmp_path / "site-packages")  # an installed package
+    assert gu.mnist.data_root() == gmnist.CHECKOUT_DIR / "data"
+    assert (gmnist.CHECKOUT_DIR / "pyproject.toml").is_file()  # this checkout
+    monkeypatch.setattr(gmnist, "CHECKOUT_DIR", tmp_path / "site-packages")  # an installed package
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert gu.data_root() == gu.user_cache_dir() == tmp_path / "xdg" / "gan-course"
+    assert gu.mnist.data_root() == gu.mnist.user_cache_dir() == tmp_path / "xdg" / "gan-course"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert gu.data_root() == tmp_path / "home" / ".cache" / "gan-course"
+    assert gu.mnist.data_root() == tmp_path / "home" / ".cache" / "gan-course"
 
 
 def test_gan_data_dir_that_is_missing_or_empty_says_what_and_where(monkeypatch, tmp_path):
-    monkeypatch.setattr(gdata, "_download", no_network)
+    monkeypatch.setattr(gmnist, "_download", no_network)
     monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path / "typo"))
     with pytest.raises(FileNotFoundError) as err:
-        gu.load_images("mnist", train=False)
+        gu.mnist.load_images("mnist", train=False)
     assert f"GAN_DATA_DIR={tmp_path / 'typo'} is not a folder" in str(err.value)
     assert "MNIST/raw/t10k-images-idx3-ubyte" in str(err.value)
     assert not (tmp_path / "typo").exists()  # not created by a download attempt
     monkeypatch.setenv("GAN_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError) as err:
-        gu.load_images("mnist", train=False)
+        gu.mnist.load_images("mnist", train=False)
     assert str(tmp_path / "MNIST" / "raw") in str(err.value) and f"GAN_DATA_DIR={tmp_path}" in str(err.value)
     assert "t10k-images-idx3-ubyte" in str(err.value)
 
@@ -320,7 +322,7 @@ def test_full_mnist_root_loads_both_splits_md5_checked():
     from torchvision.datasets.utils import calculate_md5
     gz = MNIST_FULL / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
     assert calculate_md5(str(gz)) != "f68b3c2dcbeaaa9fbdd348bbdeb94873"  # torchvision's md5 of the official .gz
-    x, y, info = gu.load_images("mnist", train=True, root=MNIST_FULL, download=False)
+    x, y, info = gu.mnist.load_images("mnist", train=True, root=MNIST_FULL, download=False)
     assert x.shape == (60000, 1, 28, 28) and info["split"] == "train"
     assert torch.bincount(y).tolist()[:3] == [5923, 6742, 5958]  # MNIST's training label counts
     s = gu.mnist_split(root=MNIST_FULL, download=False)
@@ -331,9 +333,9 @@ def test_full_mnist_root_loads_both_splits_md5_checked():
 @needs_test_only
 def test_real_mnist_test_split_loads_offline(monkeypatch):
     """The known trap: torchvision insists on all four files; the loader needs only two."""
-    monkeypatch.setattr(gdata, "_download", no_network)
+    monkeypatch.setattr(gmnist, "_download", no_network)
     with pytest.warns(UserWarning, match="TEST split"):
-        x, y, info = gu.load_images("mnist", train=True, root=MNIST_TEST_ONLY)
+        x, y, info = gu.mnist.load_images("mnist", train=True, root=MNIST_TEST_ONLY)
     assert x.shape == (10000, 1, 28, 28) and info["split"] == "test"
     assert sorted(y.unique().tolist()) == list(range(10))
     assert abs(x.mean().item() - 0.1325) < 0.005   # MNIST's well-known mean intensity
@@ -344,12 +346,12 @@ def test_install_debian_fashion_mnist(tmp_path):
     src.mkdir()
     write_idx(src / "t10k-images-idx3-ubyte.gz", np.full((3, 28, 28), 255))
     write_idx(src / "t10k-labels-idx1-ubyte.gz", [1, 2, 3])
-    raw = gu.install_debian_fashion_mnist(tmp_path / "root", source=src)
+    raw = gu.mnist.install_debian_fashion_mnist(tmp_path / "root", source=src)
     assert (raw / "t10k-images-idx3-ubyte").exists()
-    x, y, _ = gu.load_images("fashion_mnist", train=False, root=tmp_path / "root", download=False)
+    x, y, _ = gu.mnist.load_images("fashion_mnist", train=False, root=tmp_path / "root", download=False)
     assert x.shape == (3, 1, 28, 28) and x.min() == 1 and y.tolist() == [1, 2, 3]
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        gu.install_debian_fashion_mnist(tmp_path, source=tmp_path / "nowhere")
+        gu.mnist.install_debian_fashion_mnist(tmp_path, source=tmp_path / "nowhere")
 
 
 def test_installed_fashion_mnist_is_found_whatever_the_data_root(tmp_path, monkeypatch):
@@ -360,12 +362,12 @@ def test_installed_fashion_mnist_is_found_whatever_the_data_root(tmp_path, monke
     write_idx(src / "t10k-images-idx3-ubyte.gz", np.full((2, 28, 28), 255))
     write_idx(src / "t10k-labels-idx1-ubyte.gz", [4, 5])
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    raw = gu.install_debian_fashion_mnist(source=src)
+    raw = gu.mnist.install_debian_fashion_mnist(source=src)
     assert raw == tmp_path / "cache" / "gan-course" / "FashionMNIST" / "raw"
-    x, y, _ = gu.load_images("fashion_mnist", train=False, root=tmp_path / "readonly", download=False)
+    x, y, _ = gu.mnist.load_images("fashion_mnist", train=False, root=tmp_path / "readonly", download=False)
     assert x.shape == (2, 1, 28, 28) and y.tolist() == [4, 5]
     with pytest.raises(FileNotFoundError):      # MNIST is not looked for in the cache
-        gu.load_images("mnist", train=False, root=tmp_path / "readonly", download=False)
+        gu.mnist.load_images("mnist", train=False, root=tmp_path / "readonly", download=False)
 
 
 def test_tensor_batches_with_labels_keep_pairs_together(device):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import gan_utils as gu
+from gan_utils.lessons import dcgan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +63,7 @@ def test_checkerboard_score_bad_input_says_what_to_pass():
 def test_checkerboard_score_of_real_mnist():
     root = ROOT.parent / "shared" / "data"
     try:
-        x, _, _ = gu.load_images("mnist", train=False, root=root, download=False)
+        x, _, _ = gu.mnist.load_images("mnist", train=False, root=root, download=False)
     except FileNotFoundError as exc:
         pytest.skip(f"no MNIST test images: {exc}")
     score = gu.checkerboard_score(x, 4)
@@ -135,7 +136,7 @@ def test_bad_labels_get_clear_errors():
 def test_conv_matrix_is_conv2d_and_its_transpose_is_conv_transpose2d(k, n, stride, padding, device):
     g = torch.Generator().manual_seed(0)
     kernel = torch.randn(k, k, generator=g, dtype=torch.float64).to(device)
-    C = gu.conv_matrix(kernel, n, stride, padding)
+    C = dcgan.conv_matrix(kernel, n, stride, padding)
     m = (n + 2 * padding - k) // stride + 1
     assert C.shape == (m * m, n * n) and C.device.type == device
     x = torch.randn(1, 1, n, n, generator=g, dtype=torch.float64).to(device)
@@ -145,22 +146,22 @@ def test_conv_matrix_is_conv2d_and_its_transpose_is_conv_transpose2d(k, n, strid
     up = F.conv_transpose2d(y, w, stride=stride, padding=padding, output_padding=(n + 2 * padding - k) % stride)
     assert up.shape[-2:] == (n, n) and torch.allclose(C.T @ y.flatten(), up.flatten())
     with pytest.raises(ValueError, match="square"):
-        gu.conv_matrix(torch.ones(3, 2), n)
+        dcgan.conv_matrix(torch.ones(3, 2), n)
     with pytest.raises(ValueError, match="does not fit"):
-        gu.conv_matrix(kernel, k - 2 * padding - 1, stride, padding)
+        dcgan.conv_matrix(kernel, k - 2 * padding - 1, stride, padding)
 
 
 def test_overlap_counts_are_uneven_unless_the_kernel_is_a_multiple_of_the_stride(device):
     def interior(k):
-        counts = gu.overlap_counts(k, 2, 6, device=device)
+        counts = dcgan.overlap_counts(k, 2, 6, device=device)
         assert counts.shape == (5 * 2 + k, 5 * 2 + k) and counts.device.type == device
         return counts[k:-k, k:-k]                         # away from the borders
     assert set(interior(4).unique().tolist()) == {4.0}   # 2 x 2 everywhere: no checkerboard
     assert set(interior(3).unique().tolist()) == {1.0, 2.0, 4.0}
     assert set(interior(5).unique().tolist()) == {4.0, 6.0, 9.0}
-    assert gu.overlap_counts(3, 2, 6).sum() == 6 * 6 * 3 * 3   # every input pixel adds k x k values
+    assert dcgan.overlap_counts(3, 2, 6).sum() == 6 * 6 * 3 * 3   # every input pixel adds k x k values
     with pytest.raises(ValueError, match=">= 1"):
-        gu.overlap_counts(0, 2, 6)
+        dcgan.overlap_counts(0, 2, 6)
 
 
 def test_generator_pixels_option_maps_tanh_to_the_unit_interval(device):
@@ -179,7 +180,7 @@ def test_generator_pixels_option_maps_tanh_to_the_unit_interval(device):
 def test_train_gan_trains_a_conditional_gan_from_labelled_batches(device):
     """(images, labels) batches: G(z, y) and D(x, y) get the real batch's labels in both steps."""
     torch.manual_seed(0)
-    G, D, opt_g, opt_d = gu.runs.dcgan(noise_dim=8, width=4, n_classes=10, device=device)
+    G, D, opt_g, opt_d = dcgan.dcgan(noise_dim=8, width=4, n_classes=10, device=device)
     x, y = torch.rand(64, 1, 28, 28, device=device), torch.randint(0, 10, (64,), device=device)
     seen = []
     forward = D.forward
@@ -194,15 +195,17 @@ def test_train_gan_trains_a_conditional_gan_from_labelled_batches(device):
     assert out.shape == (3, 1, 28, 28) and 0 <= out.min() and out.max() <= 1
     with pytest.raises(ValueError, match="pass the labels too"):
         gu.generate(G, torch.randn(3, 8, device=device))
+    real, G_y, D_y = gu.train.with_labels((x[:3], y[:3]), G, D)    # how train_gan binds a batch's labels
+    assert real is not x and torch.equal(real, x[:3]) and torch.equal(G_y.y, y[:3]) and D_y.model is D
     with pytest.raises(TypeError, match="conditional GAN"):
-        gu.d_step(G, D, opt_d, (x, y, y), gu.make_noise(8, device=device), gu.get_losses())
+        gu.train.with_labels((x, y, y), G, D)
 
 
 def test_generator_scores_reports_the_accuracy_of_requested_labels():
     """A 'generator' that returns real test digits of known classes: accuracy is the classifier's."""
     root = ROOT.parent / "shared" / "data"
     try:
-        x, labels, _ = gu.load_images("mnist", train=False, root=root, download=False, limit=200)
+        x, labels, _ = gu.mnist.load_images("mnist", train=False, root=root, download=False, limit=200)
     except FileNotFoundError as exc:
         pytest.skip(f"no MNIST test images: {exc}")
     classifier = gu.load_classifier(gu.mnist_split(root=root, download=False), verbose=False)
@@ -271,8 +274,8 @@ def test_minibatch_discrimination_lets_d_see_repeated_samples(device):
     varied = torch.rand(8, 1, 28, 28, device=device)
     copies = varied[:1].expand(8, -1, -1, -1)
     with torch.no_grad():
-        o_copies = D.mbd(D.features(copies, y))[:, -4:]
-        o_varied = D.mbd(D.features(varied, y))[:, -4:]
+        o_copies = D.minibatch(D.features(copies, y))[:, -4:]
+        o_varied = D.minibatch(D.features(varied, y))[:, -4:]
         assert torch.allclose(o_copies, torch.full_like(o_copies, 8.0))    # each copy is close to all 8
         assert (o_varied < o_copies).all() and D(varied, y).shape == (8, 1)
-    assert gu.DCGANDiscriminator(width=4).mbd is None
+    assert gu.DCGANDiscriminator(width=4).minibatch is None

@@ -18,7 +18,7 @@ def _setup(device, seed=0):
     D = gan_utils.MLPDiscriminator().to(device)
     opt_g, opt_d = gan_utils.make_optimizer(G), gan_utils.make_optimizer(D)
     noise = gan_utils.make_noise(NOISE_DIM, device=device)
-    return G, D, opt_g, opt_d, noise, gan_utils.get_losses("nonsaturating")
+    return G, D, opt_g, opt_d, noise, gan_utils.get_loss("nonsaturating")
 
 
 def _batches(steps, device):
@@ -36,12 +36,11 @@ def _train(fast, steps, device, seed=0, capturable=False):
     else:
         for group in (*opt_g.param_groups, *opt_d.param_groups):
             group["capturable"] = capturable
-        d_fn = lambda real: gan_utils.d_step(G, D, opt_d, real, noise, loss)   # noqa: E731
-        g_fn = lambda real: gan_utils.g_step(G, D, opt_g, real, noise, loss)   # noqa: E731
+        d_fn, g_fn = gan_utils.steps.eager_steps(G, D, opt_g, opt_d, noise, loss)
     rows = []
     for real in reals:
-        loss_d, real_out, fake_out = d_fn(real)
-        loss_g = g_fn(real)
+        loss_d, real_out, fake_out = d_fn(real, G, D)
+        loss_g = g_fn(real, G, D)
         rows.append(torch.stack([loss_d, loss_g, real_out.mean(), fake_out.mean()]))  # a copy
     return torch.stack(rows).cpu(), G
 
@@ -85,11 +84,11 @@ def test_fast_steps_other_batch_shape_runs_eagerly(device):
     G, D, opt_g, opt_d, noise, loss = _setup(device)
     reals = _batches(1, device)[0]
     d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, loss, reals, verbose=False)
-    loss_d, real_out, fake_out = d_fn(reals[:32])
+    loss_d, real_out, fake_out = d_fn(reals[:32], G, D)
     assert real_out.shape == fake_out.shape == (32, 1)
-    assert torch.isfinite(g_fn(reals[:32]))
-    loss_d, real_out, fake_out = d_fn(reals)
-    assert real_out.shape == (BATCH, 1) and torch.isfinite(g_fn(reals))
+    assert torch.isfinite(g_fn(reals[:32], G, D))
+    loss_d, real_out, fake_out = d_fn(reals, G, D)
+    assert real_out.shape == (BATCH, 1) and torch.isfinite(g_fn(reals, G, D))
 
 
 def test_fast_steps_after_load_state_dict_must_recapture(device):
@@ -99,19 +98,19 @@ def test_fast_steps_after_load_state_dict_must_recapture(device):
     G, D, opt_g, opt_d, noise, loss = _setup(device)
     real = _batches(1, device)[0]
     d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, loss, real, verbose=False)
-    d_fn(real), g_fn(real)
+    d_fn(real, G, D), g_fn(real, G, D)
     opt_d.load_state_dict(copy.deepcopy(opt_d.state_dict()))   # what the NaN guard's restore does
     if device == "cuda":
         with pytest.raises(RuntimeError, match="call fast_steps again"):
-            d_fn(real)
+            d_fn(real, G, D)
         d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, loss, real, verbose=False)
-    d_fn(real)
-    assert torch.isfinite(g_fn(real))
+    d_fn(real, G, D)
+    assert torch.isfinite(g_fn(real, G, D))
     for group in opt_g.param_groups:   # a new learning rate is not in the captured graph either
         group["lr"] = 1e-4
     if device == "cuda":
         with pytest.raises(RuntimeError, match="call fast_steps again"):
-            g_fn(real)
+            g_fn(real, G, D)
 
 
 def test_fast_steps_capture_failure_falls_back_to_eager(device, capsys):
@@ -129,5 +128,5 @@ def test_fast_steps_capture_failure_falls_back_to_eager(device, capsys):
     out = capsys.readouterr().out
     assert "training eagerly" in out and len(out.strip().splitlines()) == 1
     assert all(torch.equal(a, b) for a, b in zip(before, G.state_dict().values()))
-    d_fn(real)
-    assert torch.isfinite(g_fn(real))
+    d_fn(real, G, D)
+    assert torch.isfinite(g_fn(real, G, D))

@@ -21,8 +21,8 @@ def test_losses_match_their_formulas():
     assert torch.allclose(gu.discriminator_loss(real, fake, real_label=0.9), smooth)
     assert torch.allclose(gu.generator_loss_saturating(fake), torch.log(1 - d(fake)).mean())
     assert torch.allclose(gu.generator_loss_nonsaturating(fake), -torch.log(d(fake)).mean())
-    assert torch.allclose(gu.wgan_critic_loss(real, fake), fake.mean() - real.mean())
-    assert torch.allclose(gu.wgan_generator_loss(fake), -fake.mean())
+    assert torch.allclose(gu.losses.wgan_critic_loss(real, fake), fake.mean() - real.mean())
+    assert torch.allclose(gu.losses.wgan_generator_loss(fake), -fake.mean())
     f_real, f_fake = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[0.0, 0.0], [2.0, 2.0]])
     assert torch.allclose(gu.feature_matching_loss(f_real, f_fake), torch.tensor(1.0 + 4.0))
     assert gu.feature_matching_loss(f_real, f_real).item() == 0
@@ -80,27 +80,41 @@ def test_one_sided_smoothing_caps_d_on_real_data_at_the_label():
 def test_clip_weights_and_bad_arguments():
     model = torch.nn.Linear(4, 4)
     torch.nn.init.normal_(model.weight, std=1.0)
-    gu.clip_weights(model, 0.01)
+    gu.losses.clip_weights(model, 0.01)
     assert all(p.abs().max() <= 0.01 for p in model.parameters())
     with pytest.raises(ValueError, match="positive"):
-        gu.clip_weights(model, 0)
+        gu.losses.clip_weights(model, 0)
     with pytest.raises(ValueError, match="unknown loss 'hinge'; choose one of"):
-        gu.get_losses("hinge")
+        gu.get_loss("hinge")
     with pytest.raises(ValueError, match="real_label"):
         gu.discriminator_loss(torch.zeros(1, 1), torch.zeros(1, 1), real_label=1.5)
     with pytest.raises(ValueError, match="label smoothing"):
-        gu.get_losses("wgan", real_label=0.9)
+        gu.get_loss("wgan", real_label=0.9)
+    with pytest.raises(ValueError, match="clip must be a positive number"):
+        gu.wgan_loss(clip=0)
 
 
-def test_get_losses_interface():
+def test_get_loss_interface():
     D = gu.MLPDiscriminator(in_dim=2, widths=(4,))
     real, fake = torch.randn(5, 2), torch.randn(3, 2)
     for name in gu.losses.LOSSES:
-        loss = gu.get_losses(name)
+        loss = gu.get_loss(name)
         value, real_out, fake_out = loss.d_loss(D, real, fake)
         assert value.shape == () and real_out.shape == (5, 1) and fake_out.shape == (3, 1)
         assert loss.g_loss(D, fake, real).shape == ()
-        assert loss.critic == (name == "wgan")
+        assert loss.critic == (name == "wgan") and loss.clip is None
+    clipped = gu.wgan_loss(clip=0.01)
+    assert clipped.critic and clipped.clip == 0.01 and gu.wgan_loss(clip=None).clip is None
+
+
+def test_label_smoothing_is_carried_by_the_loss():
+    """(Was train_gan(real_label=0.9).) get_loss(name, real_label=0.9) smooths the real labels of D's loss."""
+    real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
+    D = lambda x: x   # noqa: E731  the "discriminator" returns its input as the logit
+    for name in ("saturating", "nonsaturating", "feature_matching"):
+        value, _, _ = gu.get_loss(name, real_label=0.9).d_loss(D, real, fake)
+        assert torch.allclose(value, gu.discriminator_loss(real, fake, real_label=0.9))
+        assert not torch.allclose(value, gu.get_loss(name).d_loss(D, real, fake)[0])
 
 
 def test_train_gan_calls_d_step_and_g_step():
@@ -109,7 +123,7 @@ def test_train_gan_calls_d_step_and_g_step():
         gu.seed_everything(0)
         G, D = gu.MLPGenerator(2, (2,), (8,), None, None), gu.MLPDiscriminator(2, (8,))
         opt_g, opt_d = gu.make_optimizer(G, lr=1e-3), gu.make_optimizer(D, lr=1e-3)
-        noise, loss = gu.make_noise(2), gu.get_losses("nonsaturating")
+        noise, loss = gu.make_noise(2), gu.get_loss("nonsaturating")
         data = [gu.sample_line_2d(16) for _ in range(4)]
         if by_hand:
             for real in data:
@@ -131,7 +145,7 @@ def test_g_step_updates_g_as_a_full_backward_would(name, device):
         G = gu.MLPGenerator(2, (2,), (8,), None, None).to(device)
         D = gu.MLPDiscriminator(2, (8,)).to(device)
         opt_g = gu.make_optimizer(G, lr=1e-3)
-        noise, loss, real = gu.make_noise(2, device=device), gu.get_losses(name), gu.sample_line_2d(16).to(device)
+        noise, loss, real = gu.make_noise(2, device=device), gu.get_loss(name), gu.sample_line_2d(16).to(device)
         for _ in range(3):
             if only_g:
                 gu.g_step(G, D, opt_g, real, noise, loss)

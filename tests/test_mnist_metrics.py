@@ -11,7 +11,8 @@ import torch
 
 import gan_utils
 from gan_utils import classifier as clf
-from gan_utils import data as gdata
+from gan_utils import metrics
+from gan_utils import mnist as gmnist
 
 MNIST_FULL = Path(__file__).resolve().parent.parent.parent / "shared" / "mnist-full"  # as conftest.py finds it
 
@@ -32,14 +33,14 @@ def classifier(split):
         return clf.load_classifier(split, train_if_missing=False, verbose=False)
     except FileNotFoundError:
         pytest.skip(f"no classifier weights for the {split['protocol']} protocol: "
-                    f"run python -m gan_utils.classifier")
+                    f"run python scripts/train_classifier.py")
 
 
 def _write_idx(path, array, monkeypatch):
     """An uncompressed IDX file (unsigned bytes), MNIST's format, registered as the published file."""
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
-    monkeypatch.setitem(gdata.MNIST_MD5, path.name, hashlib.md5(path.read_bytes()).hexdigest())
+    monkeypatch.setitem(gmnist.MNIST_MD5, path.name, hashlib.md5(path.read_bytes()).hexdigest())
 
 
 def _tiny_split(n=64, protocol="offline"):
@@ -66,20 +67,20 @@ def test_shipped_weights_match_their_checksum():
 
 def test_classifier_accuracy_on_images_it_never_saw(split, device):
     model = clf.load_classifier(split, device=device, train_if_missing=False, verbose=False)
-    x, y = gan_utils.held_out(split)
+    x, y = clf.held_out(split)
     if split["protocol"] == "offline":      # both parts index the test file; the paper's index two files
         assert not set(split["idx_train"].tolist()) & set(split["idx_test"].tolist())
-    acc = gan_utils.accuracy(model, x.to(device), y.to(device))
+    acc = clf.accuracy(model, x.to(device), y.to(device))
     assert acc >= clf.MIN_ACCURACY[split["protocol"]], acc
 
 
 def test_real_digits_cover_all_modes_and_are_close_to_themselves(split, classifier, device):
     model = classifier.to(device)
     x_test, x_train = split["x_test"].to(device), split["x_train"][:len(split["x_test"])].to(device)
-    counts = gan_utils.class_histogram(x_test, model)
+    counts = metrics.class_histogram(x_test, model)
     m = gan_utils.histogram_metrics(counts)
     assert m["modes_covered"] == 10 and m["kl_to_uniform"] < 0.05
-    fd = gan_utils.classifier_frechet(1 - x_test, x_test, x_train, model)
+    fd = metrics.classifier_frechet(1 - x_test, x_test, x_train, model)
     assert fd["real_vs_real"] < 0.2 * fd["frechet"]  # inverted digits are far from digits
     classifier.cpu()
 
@@ -93,15 +94,25 @@ def test_paper_protocol_uses_the_shipped_weights_at_992(capsys):
     assert s["idx_valid"].tolist() == list(range(50000, 51000)) and len(s["x_test"]) == 10000
     model = clf.load_classifier(s, train_if_missing=False, verbose=True)
     assert str(clf.WEIGHTS_DIR / "mnist_cnn_paper.pt") in capsys.readouterr().out
-    assert gan_utils.accuracy(model, *gan_utils.held_out(s)) >= 0.992
+    assert clf.accuracy(model, *clf.held_out(s)) >= 0.992
 
 
 def test_import_layout_has_no_cycle():
-    """mnist_split lives in data.py; classifier never imports metrics (metrics imports classifier)."""
+    """mnist_split lives in mnist.py; classifier never imports metrics, and metrics no longer
+    imports classifier or re-exports mnist_split (the caller passes the classifier in).
+    The whole package's import graph is checked in test_repository.py."""
     source = Path(clf.__file__).read_text()
     assert "from .metrics" not in source and "import metrics" not in source
-    assert gan_utils.mnist_split is gdata.mnist_split is gan_utils.metrics.mnist_split  # old import kept
-    assert gan_utils.accuracy is clf.accuracy and gan_utils.held_out is clf.held_out
+    assert "classifier" not in {n.split(".")[-1] for n in _relative_imports(metrics.__file__)}
+    assert gan_utils.mnist_split is gmnist.mnist_split and not hasattr(metrics, "mnist_split")
+    assert gan_utils.load_classifier is clf.load_classifier
+
+
+def _relative_imports(path):
+    import ast
+
+    tree = ast.parse(Path(path).read_text())
+    return [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -119,10 +130,10 @@ def test_scores_refuse_images_outside_0_1_and_nan(score, bad, device):
         x[3, 0, 5, 5] = float("nan")
     good = torch.rand(20, 1, 28, 28, device=device)
     call = {"parzen": lambda: gan_utils.parzen_score(x, good, good),
-            "frechet": lambda: gan_utils.classifier_frechet(x, good, good, model),
-            "histogram": lambda: gan_utils.class_histogram(x, model),
+            "frechet": lambda: metrics.classifier_frechet(x, good, good, model),
+            "histogram": lambda: metrics.class_histogram(x, model),
             "features": lambda: gan_utils.classifier_features(x, model),
-            "accuracy": lambda: gan_utils.accuracy(model, x, torch.zeros(20, dtype=torch.long, device=device))}[score]
+            "accuracy": lambda: clf.accuracy(model, x, torch.zeros(20, dtype=torch.long, device=device))}[score]
     with pytest.raises(ValueError) as err:
         call()
     if bad == "nan":
@@ -141,10 +152,10 @@ def test_degenerate_inputs_get_clear_errors(case, device):
     nan_feature[7, 2] = float("nan")
     match, call = {
         "histogram of NaN": ("finite", lambda: gan_utils.histogram_metrics([float("nan")] * 10)),
-        "0 images": ("no images", lambda: gan_utils.class_histogram(torch.zeros(0, 1, 28, 28, device=device),
+        "0 images": ("no images", lambda: metrics.class_histogram(torch.zeros(0, 1, 28, 28, device=device),
                                                                     clf.MNISTClassifier().to(device))),
         "NaN feature": ("NaN", lambda: gan_utils.frechet_distance(torch.randn(50, 4, device=device), nan_feature)),
-        "0 centres": ("no images", lambda: gan_utils.parzen_log_likelihoods(x[:0], x, [0.2])),
+        "0 centres": ("no images", lambda: metrics.parzen_log_likelihoods(x[:0], x, [0.2])),
         "sigma 0": ("sigmas must be positive", lambda: gan_utils.parzen_score(x, x, x, sigmas=[0.0, 0.5])),
         "sigma < 0": ("sigmas must be positive", lambda: gan_utils.parzen_score(x, x, x, sigmas=[-0.1])),
     }[case]
@@ -181,7 +192,7 @@ def test_cached_weights_are_integrity_checked(tmp_path, monkeypatch):
     clf._save_cached(model, info, clf.cache_path("paper", cache_dir))  # the offline record, renamed
     with pytest.raises(ValueError, match="offline protocol .* paper protocol needs 0.992"):
         clf.load_classifier(_tiny_split(protocol="paper"), train_if_missing=False, cache_dir=cache_dir)
-    assert clf.cache_path("paper") == gan_utils.user_cache_dir() / "classifier" / "mnist_cnn_paper.pt"
+    assert clf.cache_path("paper") == gmnist.user_cache_dir() / "classifier" / "mnist_cnn_paper.pt"
 
 
 def test_training_a_classifier_is_announced_with_a_progress_bar(tmp_path, monkeypatch, capsys, device):
@@ -245,7 +256,7 @@ def test_parzen_matches_brute_force_on_a_tiny_case(device):
     g = torch.Generator().manual_seed(1)
     centres, x = torch.rand(7, 5, generator=g), torch.rand(4, 5, generator=g)
     sigmas = [0.3, 1.0]
-    got = gan_utils.parzen_log_likelihoods(centres.to(device), x.to(device), sigmas, batch_size=3)
+    got = metrics.parzen_log_likelihoods(centres.to(device), x.to(device), sigmas, batch_size=3)
     for j, s in enumerate(sigmas):
         assert got[:, j].tolist() == pytest.approx(_brute_force_parzen(centres, x, s), rel=1e-9)
 
@@ -254,14 +265,14 @@ def test_parzen_score_protocol_and_stability():
     g = torch.Generator().manual_seed(2)
     centres, valid, test = (torch.rand(n, 1, 4, 4, generator=g) for n in (50, 20, 30))
     r = gan_utils.parzen_score(centres, valid, test, batch_size=7)
-    v = gan_utils.parzen_log_likelihoods(centres, valid, gan_utils.PARZEN_SIGMAS).mean(0)
-    assert r["sigma"] == pytest.approx(gan_utils.PARZEN_SIGMAS[int(v.argmax())])
+    v = metrics.parzen_log_likelihoods(centres, valid, metrics.PARZEN_SIGMAS).mean(0)
+    assert r["sigma"] == pytest.approx(metrics.PARZEN_SIGMAS[int(v.argmax())])
     assert len(r["sigmas"]) == 10 and r["sigmas"][0] == pytest.approx(0.1) and r["sigmas"][-1] == pytest.approx(1)
     ll = np.array(_brute_force_parzen(centres.flatten(1), test.flatten(1), r["sigma"]))
     assert r["ll"] == pytest.approx(ll.mean(), rel=1e-9)
     assert r["se"] == pytest.approx(ll.std() / math.sqrt(len(ll)), rel=1e-9)
     # far from every centre, exp() underflows in a naive computation; the estimate stays finite
-    far = gan_utils.parzen_log_likelihoods(torch.zeros(3, 784), torch.ones(2, 784), [0.1])
+    far = metrics.parzen_log_likelihoods(torch.zeros(3, 784), torch.ones(2, 784), [0.1])
     assert torch.isfinite(far).all()
     assert far[0, 0].item() == pytest.approx(-784 / (2 * 0.01) - 784 * math.log(0.1 * math.sqrt(2 * math.pi)))
 
@@ -320,7 +331,7 @@ def test_generator_scores_and_evaluate_generator_on_a_tiny_split(classifier, dev
     assert set(s) == {"modes", "kl", "frechet"} and 1 <= s["modes"] <= 10 and s["frechet"] > 0
     e = gan_utils.evaluate_generator(G, split, classifier, n=64, n_valid=8)
     assert e["samples"].shape == (64, 1, 28, 28) and e["counts"].sum() == 64
-    assert e["parzen"]["n_centres"] == 64 and e["parzen"]["n_test"] == 8
+    assert e["parzen"]["n_centers"] == 64 and e["parzen"]["n_test"] == 8
     assert e["fd"]["frechet"] > e["fd"]["real_vs_real"] >= 0           # noise is farther from digits than digits
     again = gan_utils.evaluate_generator(G, split, classifier, n=64, n_valid=8)
     assert again["counts"].tolist() == e["counts"].tolist()               # fixed noise: the same samples
@@ -335,7 +346,7 @@ def test_fashion_classifier_is_shipped_and_accurate(device):
     if split["protocol"] != "fashion_paper":
         pytest.skip("only Fashion-MNIST's test split is installed")
     model = clf.load_classifier(split, device=device, train_if_missing=False, verbose=False)
-    acc = gan_utils.accuracy(model, split["x_test"].to(device), split["y_test"].to(device))
+    acc = clf.accuracy(model, split["x_test"].to(device), split["y_test"].to(device))
     assert acc >= clf.MIN_ACCURACY["fashion_paper"] >= 0.90, acc
 
 

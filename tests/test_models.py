@@ -47,7 +47,7 @@ def test_wrong_input_shapes_say_what_to_check():
 
 
 def test_maxout_is_the_max_over_pieces():
-    layer = gu.Maxout(6, 4, pieces=3)
+    layer = gu.models.Maxout(6, 4, pieces=3)
     x = torch.randn(5, 6)
     expected = layer.linear(x).view(5, 4, 3).max(dim=2).values
     assert torch.equal(layer(x), expected) and layer(x).shape == (5, 4)
@@ -64,7 +64,7 @@ def test_virtual_batch_norm_makes_each_output_independent_of_its_batch():
     z = torch.randn(6, 8)
     alone = torch.cat([G(z[i:i + 1]) for i in range(6)])
     assert torch.allclose(G(z), alone, atol=1e-6)          # batch norm would fail this
-    vbn = gu.VirtualBatchNorm(3)
+    vbn = gu.models.VirtualBatchNorm(3)
     vbn.n_ref = 4
     ref, x = torch.randn(4, 3), torch.randn(1, 3)
     out = vbn(torch.cat([ref, x]))[4]

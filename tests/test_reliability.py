@@ -9,6 +9,13 @@ import torch
 import gan_utils as gu
 
 
+def every(n, callback):
+    """A train_gan callback that runs every n G steps (train_gan reads callback.every)."""
+    callback.every = n
+    return callback
+
+
+
 def toy(seed=0, batches=12, device="cpu"):
     gu.seed_everything(seed)
     G = gu.MLPGenerator(noise_dim=4, out_shape=(2,), widths=(16,), norm=None, out=None).to(device)
@@ -30,10 +37,10 @@ def test_divergence_guard_never_keeps_or_saves_nan_weights(tmp_path):
     G, D = gu.MLPGenerator(4, (2,), (16,), None, None), gu.MLPDiscriminator(2, (16,))
     opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=10 ** 6.5), torch.optim.SGD(D.parameters(), lr=10 ** 6.5)
     ckpt = tmp_path / "run.pt"
-    kw = dict(noise=gu.make_noise(4), epochs=6, opt_g=opt_g, opt_d=opt_d, checkpoint_path=ckpt, progress=False)
+    kw = dict(noise=gu.make_noise(4), epochs=6, opt_g=opt_g, opt_d=opt_d, progress=False)
     data = gu.ToyBatches(gu.sample_line_2d, 32, 1)
     with pytest.raises(gu.TrainingDiverged, match=r"restored to step (\d+)") as err:
-        gu.train_gan(G, D, data, **kw)
+        gu.train_gan(G, D, data, checkpoint=gu.checkpoints.Checkpoint(ckpt, resume=False), **kw)
     restored = int(str(err.value).split("restored to step ")[1].split(";")[0])
     assert finite(G) and finite(D), "the restored state must be finite"
     assert err.value.history["step"][-1] == restored
@@ -41,7 +48,7 @@ def test_divergence_guard_never_keeps_or_saves_nan_weights(tmp_path):
     assert all(torch.isfinite(v).all() for part in ("G", "D") for v in saved[part].values())
     assert saved["step"] <= restored
     with pytest.raises(gu.TrainingDiverged):                  # resuming starts from finite weights
-        gu.train_gan(G, D, data, resume=True, **kw)
+        gu.train_gan(G, D, data, checkpoint=gu.checkpoints.Checkpoint(ckpt, resume=True), **kw)
     assert finite(G) and finite(D)
 
 
@@ -50,7 +57,7 @@ def test_save_checkpoint_refuses_nan_weights(tmp_path):
     with torch.no_grad():
         next(G.parameters())[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or infinite weights"):
-        gu.save_checkpoint(tmp_path / "ck.pt", G, D, kw["opt_g"], kw["opt_d"], 1, 1, gu.new_history())
+        gu.checkpoints.save_checkpoint(tmp_path / "ck.pt", G, D, kw["opt_g"], kw["opt_d"], 1, 1, gu.new_history())
     assert not list(tmp_path.iterdir())
 
 
@@ -67,17 +74,29 @@ def test_unwritable_checkpoint_folder_is_found_before_training(tmp_path, monkeyp
     steps = []
     kw["opt_d"].step = lambda *a, _step=kw["opt_d"].step: steps.append(1) or _step()
     with pytest.raises(PermissionError, match=f"cannot write checkpoints to the folder {folder}"):
-        gu.train_gan(G, D, data, epochs=1, checkpoint_path=folder / "ck.pt", **kw)
+        gu.train_gan(G, D, data, epochs=1, checkpoint=gu.checkpoints.Checkpoint(folder / "ck.pt"), **kw)
     assert not steps, "the folder must be checked before the first step"
 
 
-@pytest.mark.parametrize("setting", ["checkpoint_every", "log_every", "callback_every"])
+EVERY_ZERO = {   # each "every" setting at 0: what it is passed as, and the error it gets
+    "Checkpoint every": (lambda path: {"checkpoint": gu.checkpoints.Checkpoint(path, every=0)},
+                         "Checkpoint: every must be an int >= 1"),
+    "Progress every": (lambda path: {"checkpoint": gu.checkpoints.Checkpoint(path),
+                                     "progress": gu.Progress(bar=False, every=0)}, "Progress.every must be an int >= 1"),
+    "callback.every": (lambda path: {"checkpoint": gu.checkpoints.Checkpoint(path),
+                                     "callback": every(0, lambda *args: None)}, "callback.every must be an int >= 1"),
+}
+
+
+@pytest.mark.parametrize("setting", EVERY_ZERO)
 def test_every_zero_is_rejected_at_the_start(setting, tmp_path):
     G, D, data, kw = toy()
-    with pytest.raises(ValueError, match=f"{setting} must be an int >= 1"):
-        gu.train_gan(G, D, data, epochs=1, checkpoint_path=tmp_path / "ck.pt", callback=lambda *a: None,
-                     **{setting: 0}, **kw)
-    assert not (tmp_path / "ck.pt").exists()
+    make, message = EVERY_ZERO[setting]
+    steps = []
+    kw["opt_d"].step = lambda *a, _step=kw["opt_d"].step: steps.append(1) or _step()
+    with pytest.raises(ValueError, match=message):
+        gu.train_gan(G, D, data, epochs=1, **{"callback": lambda *a: None, **kw, **make(tmp_path / "ck.pt")})
+    assert not (tmp_path / "ck.pt").exists() and not steps
 
 
 def stop_at(n):
@@ -87,24 +106,31 @@ def stop_at(n):
     return callback
 
 
-def test_continuing_after_an_interrupt_continues_the_epoch_labels(tmp_path):
-    """Issue 8 item 10: after Ctrl-C in epoch 1, a second call with history= goes on at epoch 2,
-    and its checkpoint says 3 epochs are done."""
+def test_running_again_after_an_interrupt_resumes_from_the_checkpoint(tmp_path):
+    """Issue 8 item 10. (Was: a second call with history=, which is gone.) Ctrl-C in epoch 1 raises
+    TrainingInterrupted with the finished steps; the checkpoint holds the last finished epoch, and
+    the same call again resumes there and labels the epochs on: its checkpoint says 3 epochs are done."""
     G, D, data, kw = toy()
-    history = gu.train_gan(G, D, data, epochs=5, callback=stop_at(18), callback_every=6, **kw)
+    checkpoint = gu.checkpoints.Checkpoint(tmp_path / "ck.pt")
+    with pytest.raises(gu.TrainingInterrupted) as err:
+        gu.train_gan(G, D, data, epochs=3, callback=every(6, stop_at(18)), checkpoint=checkpoint, **kw)
+    history = err.value.history
     assert history["step"][-1] == 18 and history["epoch"][-1] == 1
-    history = gu.train_gan(G, D, data, epochs=1, history=history, checkpoint_path=tmp_path / "ck.pt", **kw)
-    assert history["step"][18:] == list(range(19, 31)) and set(history["epoch"][18:]) == {2}
-    assert gu.load_checkpoint(tmp_path / "ck.pt", G, D, restore_rng=False)["epoch"] == 3
+    state = gu.checkpoints.load_checkpoint(tmp_path / "ck.pt", G, D, restore_rng=False)
+    assert state["epoch"] == 1 and state["step"] == 12
+    history = gu.train_gan(G, D, data, epochs=3, checkpoint=checkpoint, **kw)
+    assert history["step"] == list(range(1, 37)) and history["epoch"] == [0] * 12 + [1] * 12 + [2] * 12
+    assert gu.checkpoints.load_checkpoint(tmp_path / "ck.pt", G, D, restore_rng=False)["epoch"] == 3
 
 
-def test_interrupt_in_the_step_0_callback_is_caught(capsys):
+def test_interrupt_in_the_step_0_callback_is_caught():
+    """Ctrl-C in the step-0 callback: TrainingInterrupted with an empty history, G and D untouched."""
     G, D, data, kw = toy()
-    try:
-        history = gu.train_gan(G, D, data, epochs=1, callback=stop_at(0), **kw)
-    except KeyboardInterrupt:
-        pytest.fail("Ctrl-C in the step-0 callback escaped train_gan")
-    assert history == gu.new_history() and "Interrupted at step 0" in capsys.readouterr().out
+    before = [p.detach().clone() for p in (*G.parameters(), *D.parameters())]
+    with pytest.raises(gu.TrainingInterrupted, match="at G step 0") as err:
+        gu.train_gan(G, D, data, epochs=1, callback=stop_at(0), **kw)
+    assert err.value.history == gu.new_history()
+    assert all(torch.equal(a, b) for a, b in zip(before, (*G.parameters(), *D.parameters())))
 
 
 class SigintOnAppend(list):
@@ -121,16 +147,20 @@ class SigintOnAppend(list):
             signal.raise_signal(signal.SIGINT)
 
 
-def test_ctrl_c_during_the_history_flush_drops_no_rows():
+def test_ctrl_c_during_the_history_flush_drops_no_rows(monkeypatch):
     G, D, data, kw = toy()
     g_steps = []
     kw["opt_g"].step = lambda *a, _step=kw["opt_g"].step: g_steps.append(1) or _step()
     history = gu.new_history()
     history["loss_g"] = SigintOnAppend(7)          # inside the second flush of 5 rows
-    history = gu.train_gan(G, D, data, epochs=2, log_every=5, history=history, **kw)
+    monkeypatch.setattr(gu.train, "new_history", lambda: history)   # the history train_gan starts
+    with pytest.raises(gu.TrainingInterrupted) as err:
+        gu.train_gan(G, D, data, epochs=2, **{**kw, "progress": gu.Progress(bar=False, every=5)})
+    assert err.value.history is history
     lengths = {key: len(values) for key, values in history.items()}
     assert len(set(lengths.values())) == 1, f"ragged history {lengths}"
     assert history["step"] == list(range(1, len(g_steps) + 1)), "every G step has its row"
+    assert len(g_steps) == 10                      # it stopped right after that flush
 
 
 def test_ctrl_c_right_after_a_g_update_keeps_its_row():
@@ -144,7 +174,9 @@ def test_ctrl_c_right_after_a_g_update_keeps_its_row():
             os.kill(os.getpid(), signal.SIGINT)     # Python raises it at the next instruction
 
     kw["opt_g"].register_step_post_hook(interrupt_after_update)
-    history = gu.train_gan(G, D, data, epochs=2, log_every=5, **kw)
+    with pytest.raises(gu.TrainingInterrupted) as err:
+        gu.train_gan(G, D, data, epochs=2, **{**kw, "progress": gu.Progress(bar=False, every=5)})
+    history = err.value.history
     assert len(g_steps) == 6 and history["step"] == list(range(1, 7)), (len(g_steps), history["step"])
 
 
@@ -170,7 +202,7 @@ def test_make_optimizer_rejects_absurd_learning_rates():
 def test_train_gan_and_generate_run_on_device(device):
     """Issue 7: every tensor on the models' device; the history holds plain numbers."""
     G, D, data, kw = toy(device=device)
-    history = gu.train_gan(G, D, data, epochs=2, log_every=5, **kw)
+    history = gu.train_gan(G, D, data, epochs=2, **{**kw, "progress": gu.Progress(bar=False, every=5)})
     assert len(history["step"]) == 24 and all(type(v) is float for v in history["loss_g"])
     assert all(p.device.type == device for p in list(G.parameters()) + list(D.parameters()))
     samples = gu.generate(G, kw["noise"](5))

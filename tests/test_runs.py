@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import gan_utils as gu
+from gan_utils.lessons import dcgan
 
 
 def run(folder, device, epochs=3, lr=1e-3, stop_at=None):
@@ -27,10 +28,10 @@ def run(folder, device, epochs=3, lr=1e-3, stop_at=None):
 
 
 def test_settings_key_is_stable_and_tells_settings_apart():
-    assert gu.settings_key({"lr": 2e-4, "betas": (0.5, 0.999)}) == gu.settings_key({"betas": [0.5, 0.999], "lr": 2e-4})
-    assert gu.settings_key({"lr": 2e-4}) != gu.settings_key({"lr": 1e-5})
+    assert gu.runs.settings_key({"lr": 2e-4, "betas": (0.5, 0.999)}) == gu.runs.settings_key({"betas": [0.5, 0.999], "lr": 2e-4})
+    assert gu.runs.settings_key({"lr": 2e-4}) != gu.runs.settings_key({"lr": 1e-5})
     with pytest.raises(TypeError, match="settings must be a dict"):
-        gu.settings_key([("lr", 2e-4)])
+        gu.runs.settings_key([("lr", 2e-4)])
 
 
 def test_a_finished_run_is_reloaded_and_other_settings_start_afresh(tmp_path, device, capsys):
@@ -53,7 +54,8 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, device):
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         G, _, history, watcher = run(tmp_path / "a", device)
-        run(tmp_path / "b", device, stop_at=2)                    # Ctrl-C while scoring epoch 2
+        with pytest.raises(gu.TrainingInterrupted):             # Ctrl-C while scoring epoch 2
+            run(tmp_path / "b", device, stop_at=2)
         G2, _, history2, watcher2 = run(tmp_path / "b", device)
     finally:
         torch.use_deterministic_algorithms(False)
@@ -86,15 +88,15 @@ def test_dcgan_run_scores_every_epoch_and_reloads(tmp_path, conditional, device)
     split = {"protocol": "synthetic", "x_train": torch.rand(256, 1, 28, 28, generator=g).to(device),
              "y_train": torch.randint(0, 10, (256,), generator=g).to(device),
              "x_valid": torch.rand(64, 1, 28, 28, generator=g).to(device)}
-    classifier = gu.MNISTClassifier().to(device).eval()
-    G, D, watch, history = gu.runs.dcgan_run(split, epochs=2, width=4, conditional=conditional, classifier=classifier,
+    classifier = gu.classifier.MNISTClassifier().to(device).eval()
+    G, D, watch, history = dcgan.dcgan_run(split, epochs=2, width=4, conditional=conditional, classifier=classifier,
                                              device=device, folder=tmp_path, progress=False)
     assert sorted(watch.scores) == [0, 1, 2] and history["step"][-1] == 4
     keys = {"modes", "kl", "frechet", "checker_db", "nyquist_db"} | ({"accuracy"} if conditional else set())
     assert set(watch.scores[2]) == keys
     assert watch.snapshots[2].shape == (100, 1, 28, 28) and watch.snapshots[2].dtype == torch.uint8
     assert (G.embed is not None) == conditional
-    again = gu.runs.dcgan_run(split, epochs=2, width=4, conditional=conditional, classifier=classifier,
+    again = dcgan.dcgan_run(split, epochs=2, width=4, conditional=conditional, classifier=classifier,
                               device=device, folder=tmp_path, progress=False)
     assert again[3]["step"] == history["step"]
     assert all(torch.equal(a, b) for a, b in zip(again[0].state_dict().values(), G.state_dict().values()))

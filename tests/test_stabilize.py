@@ -68,14 +68,14 @@ def test_wgan_gp_and_hinge_losses(device):
     value, real_out, fake_out = loss.d_loss(lin, real, fake)
     assert value.item() == pytest.approx(0 - 7 + 0.5 * 16)
     assert loss.g_loss(lin, fake, real).item() == 0
-    hinge = gu.hinge_loss()
+    hinge = gu.losses.hinge_loss()
     assert hinge.critic and not gu.r1_loss().critic
     assert hinge.d_loss(lin, real, fake)[0].item() == pytest.approx(0 + 1)  # relu(1 - 7) + relu(1 + 0)
 
 
 def test_minibatch_discrimination_shape_and_batch_dependence(device):
     torch.manual_seed(0)
-    layer = gu.MinibatchDiscrimination(16, kernels=5, kernel_dim=3).to(device)
+    layer = gu.models.MinibatchDiscrimination(16, kernels=5, kernel_dim=3).to(device)
     x = torch.randn(10, 16, device=device)
     out = layer(x)
     assert out.shape == (10, 21) and torch.equal(out[:, :16], x)
@@ -84,7 +84,7 @@ def test_minibatch_discrimination_shape_and_batch_dependence(device):
     y = x.clone()
     y[5] += 1.0                                             # changing one example changes the others' features
     assert not torch.allclose(layer(y)[0, 16:], out[0, 16:])
-    D = gu.MLPDiscriminator(in_dim=2, widths=(32, 32), minibatch_kernels=8).to(device)
+    D = gu.MLPDiscriminator(in_dim=2, widths=(32, 32), minibatch=8).to(device)
     assert D(torch.randn(12, 2, device=device)).shape == (12, 1)
 
 
@@ -110,7 +110,7 @@ def test_packed_discriminator_judges_groups(device):
     assert torch.allclose(D(x[4:8]), out[1:2])              # group 1 is samples 4..7
     with pytest.raises(ValueError, match="multiple of 4"):
         D(x[:10])
-    loss, _, _ = gu.get_losses("nonsaturating").d_loss(D, x, x + 1)
+    loss, _, _ = gu.get_loss("nonsaturating").d_loss(D, x, x + 1)
     assert torch.isfinite(loss)
 
 
@@ -162,7 +162,7 @@ def test_kl_to_uniform_of_the_high_quality_histogram():
 # ----------------------------------------------------------------------------- Dirac-GAN
 def test_dirac_field_is_the_papers():
     """At (theta, psi) the GAN's field is (-psi f'(psi theta), theta f'(psi theta)), f'(t) = sigmoid(-t)."""
-    from gan_utils import dirac
+    from gan_utils.lessons import dirac
 
     theta, psi = 0.7, -1.3
     s = 1 / (1 + math.exp(psi * theta))
@@ -183,7 +183,7 @@ def test_dirac_field_is_the_papers():
     ("consensus", "simultaneous", 2.5786e-10),
 ])
 def test_dirac_distances_after_500_steps(name, mode, distance):
-    from gan_utils import dirac
+    from gan_utils.lessons import dirac
 
     path = dirac.dirac_trajectory(dirac.CONFIGS[name], mode)
     assert path.shape == (501, 2) and path.dtype == torch.float64
@@ -195,7 +195,7 @@ def test_plot_dirac_draws_field_and_trajectory():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from gan_utils import dirac
+    from gan_utils.lessons import dirac
 
     fig, ax = plt.subplots()
     path = dirac.dirac_trajectory(dirac.CONFIGS["NSGAN"], "simultaneous", steps=20)
@@ -206,7 +206,7 @@ def test_plot_dirac_draws_field_and_trajectory():
 
 # ----------------------------------------------------------------------------- seed batching
 def test_batched_mlp_matches_its_modules(device):
-    from gan_utils import ensemble
+    from gan_utils.lessons import seeds as ensemble
 
     Gs = [ensemble.toy_models(s, device)[0] for s in (0, 1)]
     G = ensemble.BatchedMLP(Gs, nn.ReLU())
@@ -216,13 +216,13 @@ def test_batched_mlp_matches_its_modules(device):
     for s in range(2):
         assert torch.allclose(out[s], Gs[s](z[s]), atol=1e-6)
     with pytest.raises(ValueError, match="plain MLPs"):
-        ensemble.BatchedMLP([gu.MLPDiscriminator(2, (8,), minibatch_kernels=4)], nn.LeakyReLU(0.2))
+        ensemble.BatchedMLP([gu.MLPDiscriminator(2, (8,), minibatch=4)], nn.LeakyReLU(0.2))
 
 
 def test_a_batched_seed_trains_as_the_same_seed_alone(device):
     """Equal up to rounding for a few steps; Adam and the GAN game amplify the last-bit differences
     of batched products over hundreds of steps, so a long run is compared by its statistics."""
-    from gan_utils import ensemble
+    from gan_utils.lessons import seeds as ensemble
 
     centers, std, steps, batch = gu.ring_centers(8), 0.02, 15, 64
     Gs, Ds, history = ensemble.train_toy_seeds([3, 5, 7], centers, std, steps, device=device, batch_size=batch)
@@ -234,7 +234,7 @@ def test_a_batched_seed_trains_as_the_same_seed_alone(device):
     noise = lambda n: torch.randn(n, 2, generator=gen, device=device)  # noqa: E731
     opt_g = gu.make_optimizer(G, "adam", 1e-3, betas=(0.5, 0.999))
     opt_d = gu.make_optimizer(D, "adam", 1e-3, betas=(0.5, 0.999))
-    loss = gu.get_losses("nonsaturating")
+    loss = gu.get_loss("nonsaturating")
     for _ in range(steps):
         real = sample(batch, gen)
         gu.d_step(G, D, opt_d, real, noise, loss)
@@ -249,7 +249,7 @@ def test_a_batched_seed_trains_as_the_same_seed_alone(device):
 
 
 def _batched_toy_ds(device, seeds=(0, 1), **variant):
-    from gan_utils import ensemble
+    from gan_utils.lessons import seeds as ensemble
 
     Ds = [ensemble.toy_models(s, device, **variant)[1] for s in seeds]
     return Ds, ensemble.BatchedMLP(Ds, nn.LeakyReLU(0.2))
@@ -261,10 +261,10 @@ def test_batched_penalties_are_each_seeds_mean(device):
     Ds, D = _batched_toy_ds(device)
     torch.manual_seed(1)
     real, fake = torch.randn(2, 6, 2, device=device), torch.randn(2, 6, 2, device=device)
-    norms = gu.input_gradient_norms(D, real)
+    norms = gu.losses.input_gradient_norms(D, real)
     assert norms.shape == (2, 6)
     for s in range(2):
-        assert torch.allclose(norms[s], gu.input_gradient_norms(Ds[s], real[s]), atol=1e-6)
+        assert torch.allclose(norms[s], gu.losses.input_gradient_norms(Ds[s], real[s]), atol=1e-6)
     r1 = gu.r1_loss(gamma=0.1)
     alone = [r1.d_loss(Ds[s], real[s], fake[s])[0] for s in range(2)]
     assert torch.allclose(r1.d_loss(D, real, fake)[0], sum(alone) / 2, atol=1e-6)
@@ -296,7 +296,7 @@ def test_batched_packed_and_spectral_discriminators_match_their_modules(device):
 @pytest.mark.parametrize("trick", ["GAN", "label smoothing", "feature matching", "minibatch discrimination",
                                    "TTUR", "PacGAN4", "spectral norm", "R1", "WGAN", "WGAN-GP"])
 def test_every_toy_trick_trains(trick, device):
-    from gan_utils import ensemble
+    from gan_utils.lessons import seeds as ensemble
 
     steps = {"k": []}
     Gs, Ds, history = ensemble.train_toy_seeds([0, 1], gu.grid_centers(), 0.05, 2, device=device, trick=trick,
@@ -315,7 +315,7 @@ def test_every_toy_trick_trains(trick, device):
 def test_toy_ema_and_lr_decay(device):
     """"ema": the returned G is the running average of the trained G's weights, updated after every
     G step; "lr_decay": the learning rates fall linearly to 0, so the last step moves nothing."""
-    from gan_utils import ensemble
+    from gan_utils.lessons import seeds as ensemble
 
     centers, std, steps = gu.grid_centers(), 0.05, 4
     plain = ensemble.train_toy_seeds([0, 1], centers, std, steps, device=device, batch_size=32)
@@ -349,7 +349,7 @@ def test_toy_ema_and_lr_decay(device):
 
 def test_minibatch_discrimination_is_the_papers_formula(device):
     torch.manual_seed(0)
-    layer = gu.MinibatchDiscrimination(6, kernels=4, kernel_dim=3).to(device)
+    layer = gu.models.MinibatchDiscrimination(6, kernels=4, kernel_dim=3).to(device)
     x = torch.randn(7, 6, device=device)
     m = (x @ layer.T).view(7, 4, 3)
     naive = torch.exp(-(m[:, None] - m[None, :]).abs().sum(3)).sum(1)      # o(x_i)_b = sum_j c_b(x_i, x_j)
@@ -357,9 +357,11 @@ def test_minibatch_discrimination_is_the_papers_formula(device):
 
 
 def test_mixture_scores_use_the_seeds_fixed_noise(device):
-    G = gu.toy_models(0, device)[0]
-    x, scores = gu.mixture_scores(G, gu.ring_centers(8), 0.02, seed=3, n=100)
-    y, _ = gu.mixture_scores(G, gu.ring_centers(8), 0.02, seed=3, n=100)
+    from gan_utils.lessons import seeds
+
+    G = seeds.toy_models(0, device)[0]
+    x, scores = seeds.mixture_scores(G, gu.ring_centers(8), 0.02, seed=3, n=100)
+    y, _ = seeds.mixture_scores(G, gu.ring_centers(8), 0.02, seed=3, n=100)
     assert x.shape == (100, 2) and x.device.type == "cpu" and torch.equal(x, y)
-    assert not torch.equal(x, gu.mixture_scores(G, gu.ring_centers(8), 0.02, seed=4, n=100)[0])
+    assert not torch.equal(x, seeds.mixture_scores(G, gu.ring_centers(8), 0.02, seed=4, n=100)[0])
     assert set(scores) == {"modes_covered", "modes_min_count", "high_quality", "kl_to_uniform"}

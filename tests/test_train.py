@@ -1,8 +1,17 @@
 """gan_utils.train_gan and checkpoints: Algorithm 1's bookkeeping, divergence, exact resume."""
+import math
+
 import pytest
 import torch
 
 import gan_utils as gu
+
+
+def every(n, callback):
+    """A train_gan callback that runs every n G steps (train_gan reads callback.every)."""
+    callback.every = n
+    return callback
+
 
 
 def toy_setup(seed=0, batches=12, noise_dim=4, norm=None):
@@ -37,9 +46,9 @@ def test_k_discriminator_steps_per_generator_step(k):
 
 def test_history_holds_plain_numbers_and_d_outputs_are_probabilities():
     G, D, data, noise, opt_g, opt_d = toy_setup()
-    history = gu.train_gan(G, D, data, noise=noise, epochs=3, opt_g=opt_g, opt_d=opt_d, progress=False,
-                           log_every=5)
-    assert set(history) == set(gu.train.HISTORY_KEYS) and len(history["loss_d"]) == 36
+    history = gu.train_gan(G, D, data, noise=noise, epochs=3, opt_g=opt_g, opt_d=opt_d,
+                           progress=gu.Progress(bar=False, every=5))
+    assert set(history) == set(gu.callbacks.HISTORY_KEYS) and len(history["loss_d"]) == 36
     assert all(type(v) is float for key in ("loss_d", "loss_g", "d_real", "d_fake") for v in history[key])
     assert all(0 <= v <= 1 for v in history["d_real"] + history["d_fake"])
 
@@ -48,16 +57,17 @@ def test_callback_runs_at_start_and_every_n_steps():
     G, D, data, noise, opt_g, opt_d = toy_setup()
     calls = []
     gu.train_gan(G, D, data, noise=noise, epochs=2, opt_g=opt_g, opt_d=opt_d, progress=False,
-                 callback=lambda step, G, D, h: calls.append((step, len(h["step"]))), callback_every=10)
+                 callback=every(10, lambda step, G, D, h: calls.append((step, len(h["step"])))))
     assert calls == [(0, 0), (10, 10), (20, 20)]
 
 
 def test_wgan_clipping_keeps_critic_weights_in_range():
     G, D, data, noise, _, _ = toy_setup()
     opt_g, opt_d = gu.make_optimizer(G, "rmsprop", lr=5e-5), gu.make_optimizer(D, "rmsprop", lr=5e-5)
-    history = gu.train_gan(G, D, data, noise=noise, epochs=1, k=5, loss="wgan", clip_value=0.01,
+    history = gu.train_gan(G, D, data, noise=noise, epochs=1, k=5, loss=gu.wgan_loss(clip=0.01),
                            opt_g=opt_g, opt_d=opt_d, progress=False)
     assert all(p.abs().max() <= 0.01 for p in D.parameters()) and len(history["step"]) == 2
+    assert gu.get_loss("wgan").clip is None                  # the plain name clips nothing
 
 
 def test_bad_arguments_name_the_fix():
@@ -104,15 +114,15 @@ def test_nan_stops_training_and_keeps_the_last_good_state_and_checkpoint(tmp_pat
     ckpt = tmp_path / "run.pt"
     snapshots = {}
     with pytest.raises(gu.TrainingDiverged, match="NaN or infinite.*restored to step 40") as err:
-        gu.train_gan(G, D, data, noise=noise, epochs=5, opt_g=opt_g, opt_d=opt_d, progress=False,
-                     log_every=10, checkpoint_path=ckpt, callback_every=10,
-                     callback=lambda s, G, D, h: snapshots.setdefault(s, (params(G), params(D))))
+        gu.train_gan(G, D, data, noise=noise, epochs=5, opt_g=opt_g, opt_d=opt_d,
+                     progress=gu.Progress(bar=False, every=10), checkpoint=gu.checkpoints.Checkpoint(ckpt),
+                     callback=every(10, lambda s, G, D, h: snapshots.setdefault(s, (params(G), params(D)))))
     assert "Lower the learning rate" in str(err.value)
     assert err.value.history["step"][-1] == 40 and len(err.value.history["loss_d"]) == 40
     assert torch.isfinite(params(G)).all() and torch.isfinite(params(D)).all()
     assert torch.equal(params(G), snapshots[40][0]) and torch.equal(params(D), snapshots[40][1])
     G2, D2, *_ = toy_setup(seed=1)
-    state = gu.load_checkpoint(ckpt, G2, D2, restore_rng=False)
+    state = gu.checkpoints.load_checkpoint(ckpt, G2, D2, restore_rng=False)
     assert state["epoch"] == 2 and state["step"] == 40 and torch.isfinite(params(G2)).all()
 
 
@@ -123,8 +133,8 @@ def run(tmp_path, epochs, resume, ckpt_every=1, seed=0, norm="batch"):
     images = torch.rand(200, 1, 4, 4, generator=torch.Generator().manual_seed(0))  # the same data
     opt_g, opt_d = gu.make_optimizer(G, lr=1e-3), gu.make_optimizer(D, lr=1e-3)
     history = gu.train_gan(G, D, gu.TensorBatches(images, 16), noise=gu.make_noise(4), epochs=epochs,
-                           opt_g=opt_g, opt_d=opt_d, progress=False, checkpoint_path=tmp_path / "ck.pt",
-                           checkpoint_every=ckpt_every, resume=resume)
+                           opt_g=opt_g, opt_d=opt_d, progress=False,
+                           checkpoint=gu.checkpoints.Checkpoint(tmp_path / "ck.pt", every=ckpt_every, resume=resume))
     return G, D, opt_d, history
 
 
@@ -154,21 +164,21 @@ def test_corrupted_truncated_or_mismatched_checkpoints_load_nothing(tmp_path):
     (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint" * 100)
     for bad in ("cut.pt", "junk.pt"):
-        with pytest.raises(gu.CheckpointError, match="corrupted or truncated"):
-            gu.load_checkpoint(tmp_path / bad, G2, D2)
+        with pytest.raises(gu.checkpoints.CheckpointError, match="corrupted or truncated"):
+            gu.checkpoints.load_checkpoint(tmp_path / bad, G2, D2)
     torch.save({"G": {}}, tmp_path / "other.pt")
-    with pytest.raises(gu.CheckpointError, match="not a gan_utils checkpoint"):
-        gu.load_checkpoint(tmp_path / "other.pt", G2, D2)
+    with pytest.raises(gu.checkpoints.CheckpointError, match="not a gan_utils checkpoint"):
+        gu.checkpoints.load_checkpoint(tmp_path / "other.pt", G2, D2)
     D_wide = gu.MLPDiscriminator(in_dim=16, widths=(32,))     # mismatched settings
-    with pytest.raises(gu.CheckpointError, match="does not fit this MLPDiscriminator"):
-        gu.load_checkpoint(ckpt, G2, D_wide)
+    with pytest.raises(gu.checkpoints.CheckpointError, match="does not fit this MLPDiscriminator"):
+        gu.checkpoints.load_checkpoint(ckpt, G2, D_wide)
     assert torch.equal(params(G2), before)                    # G was not half-loaded
-    with pytest.raises(gu.CheckpointError, match="optimizer"):
-        gu.load_checkpoint(ckpt, G2, D2, opt_g=gu.make_optimizer(D2))
+    with pytest.raises(gu.checkpoints.CheckpointError, match="optimizer"):
+        gu.checkpoints.load_checkpoint(ckpt, G2, D2, opt_g=gu.make_optimizer(D2))
     assert torch.equal(params(G2), before)
     with pytest.raises(FileNotFoundError):
-        gu.load_checkpoint(tmp_path / "missing.pt", G2, D2)
-    gu.load_checkpoint(ckpt, G2, D2)
+        gu.checkpoints.load_checkpoint(tmp_path / "missing.pt", G2, D2)
+    gu.checkpoints.load_checkpoint(ckpt, G2, D2)
     assert torch.equal(params(G2), params(G))
     assert not list(tmp_path.glob("*.tmp"))                   # atomic save leaves no temp file
 
@@ -180,35 +190,48 @@ def test_generate_uses_eval_mode_and_restores_training_mode():
     assert not gu.generate(G, torch.randn(3, 4)).requires_grad
 
 
-def test_interrupt_keeps_what_was_trained(capsys):
+def test_interrupt_keeps_what_was_trained():
+    """Ctrl-C raises TrainingInterrupted (a KeyboardInterrupt) after flushing: G and D keep what they
+    learned up to the interrupt, and exc.history holds every finished G step."""
     G, D, data, noise, opt_g, opt_d = toy_setup()
+    start, at_interrupt = (params(G), params(D)), {}
 
     def stop_at_20(step, G, D, history):
         if step == 20:
+            at_interrupt["params"] = (params(G), params(D))
             raise KeyboardInterrupt
 
-    history = gu.train_gan(G, D, data, noise=noise, epochs=5, opt_g=opt_g, opt_d=opt_d, progress=False,
-                           callback=stop_at_20, callback_every=10)
-    assert history["step"][-1] == 20 and "Interrupted at step 20" in capsys.readouterr().out
+    with pytest.raises(gu.TrainingInterrupted, match="interrupted at G step 20") as err:
+        gu.train_gan(G, D, data, noise=noise, epochs=5, opt_g=opt_g, opt_d=opt_d, progress=False,
+                     callback=every(10, stop_at_20))
+    assert isinstance(err.value, KeyboardInterrupt)
+    history = err.value.history
+    assert history["step"] == list(range(1, 21)) and len({len(v) for v in history.values()}) == 1
+    assert torch.equal(params(G), at_interrupt["params"][0]) and torch.equal(params(D), at_interrupt["params"][1])
+    assert not torch.equal(params(G), start[0]) and not torch.equal(params(D), start[1])
 
 
 def test_tensorboard_logging(tmp_path):
     pytest.importorskip("tensorboard")
     G, D, data, noise, opt_g, opt_d = toy_setup()
-    gu.train_gan(G, D, data, noise=noise, epochs=1, opt_g=opt_g, opt_d=opt_d, progress=False,
-                 tensorboard_dir=tmp_path / "tb")
+    gu.train_gan(G, D, data, noise=noise, epochs=1, opt_g=opt_g, opt_d=opt_d,
+                 progress=gu.Progress(bar=False, tensorboard_dir=tmp_path / "tb"))
     events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
 
 
-def test_a_second_phase_continues_the_history():
+def test_a_resumed_run_continues_the_history(tmp_path):
+    """(Was: a second phase with history=, which is gone.) Calling train_gan again with the same
+    Checkpoint and more epochs goes on from the checkpoint: steps and callbacks continue its history."""
     G, D, data, noise, opt_g, opt_d = toy_setup()
-    kw = dict(noise=noise, opt_g=opt_g, opt_d=opt_d, progress=False)
+    kw = dict(noise=noise, opt_g=opt_g, opt_d=opt_d, progress=False,
+              checkpoint=gu.checkpoints.Checkpoint(tmp_path / "ck.pt"))
     history = gu.train_gan(G, D, data, epochs=1, **kw)
+    assert history["step"] == list(range(1, 13))
     calls = []
-    history = gu.train_gan(G, D, data, epochs=1, history=history, callback_every=6,
-                           callback=lambda step, *_: calls.append(step), **kw)
+    history = gu.train_gan(G, D, data, epochs=2, callback=every(6, lambda step, *_: calls.append(step)), **kw)
     assert history["step"] == list(range(1, 25)) and calls == [18, 24]
+    assert history["epoch"] == [0] * 12 + [1] * 12
 
 
 def test_k_can_be_a_function_of_the_g_step():
@@ -229,24 +252,32 @@ def test_k_can_be_a_function_of_the_g_step():
         gu.train_gan(G, D, data, noise=noise, epochs=1, k=lambda step: 0, opt_g=opt_g, opt_d=opt_d, progress=False)
 
 
-def test_fast_takes_the_steps_of_gan_utils_fast(monkeypatch):
-    """fast=True imports gan_utils.fast lazily and calls fast_steps once; its step functions are
-    what train_gan runs. Here a stand-in that wraps d_step/g_step must give the same run."""
-    import sys
-    import types
-
+def test_steps_take_the_step_functions_of_gan_utils_fast():
+    """steps=fast_steps: train_gan calls it once, with a peeked real batch, and runs the step
+    functions d_fn(real, G, D) / g_fn(real, G, D) it returns. Here a stand-in that wraps
+    d_step/g_step must give the same run as the eager steps."""
     calls = []
 
-    def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, clip_value=None):
+    def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, verbose=True):
         calls.append(tuple(real_example.shape))
-        return (lambda real: gu.d_step(G, D, opt_d, real, noise, loss, clip_value),
-                lambda real: gu.g_step(G, D, opt_g, real, noise, loss))
+        return (lambda real, G, D: gu.d_step(G, D, opt_d, real, noise, loss),
+                lambda real, G, D: gu.g_step(G, D, opt_g, real, noise, loss))
 
-    monkeypatch.setitem(sys.modules, "gan_utils.fast", types.SimpleNamespace(fast_steps=fast_steps))
     runs = []
-    for fast in (False, True):
+    for steps in (gu.steps.eager_steps, fast_steps):
         G, D, data, noise, opt_g, opt_d = toy_setup()
         runs.append((gu.train_gan(G, D, data, noise=noise, epochs=2, opt_g=opt_g, opt_d=opt_d, progress=False,
-                                  fast=fast), params(G)))
+                                  steps=steps), params(G)))
     assert calls == [(32, 2)]
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])   # peeking a batch kept the RNG
+
+
+def test_the_real_fast_steps_train_like_the_eager_ones_on_the_cpu(device):
+    """gan_utils.fast.fast_steps plugs into train_gan(steps=...): on the CPU it is the eager path."""
+    G, D, data, noise, opt_g, opt_d = toy_setup()
+    G, D = G.to(device), D.to(device)
+    data = gu.ToyBatches(lambda n: gu.sample_line_2d(n, device=device), 32, 12)
+    history = gu.train_gan(G, D, data, noise=gu.make_noise(4, device=device), epochs=1,
+                           opt_g=gu.make_optimizer(G, lr=1e-3), opt_d=gu.make_optimizer(D, lr=1e-3),
+                           progress=False, steps=gu.fast.fast_steps)
+    assert history["step"] == list(range(1, 13)) and all(map(math.isfinite, history["loss_d"]))

@@ -1,5 +1,5 @@
-"""gan_utils.viz helpers and gan_utils.toy, used by notebooks 01 and 02: SnapshotCollector, plot_metrics,
-plot_generator_losses, plot_1d, interact_manual, show_source; toy players, training, frames and segment distances."""
+"""gan_utils.viz helpers and gan_utils.lessons.toy, used by notebooks 01 and 02: SnapshotCollector, plot_metrics,
+plot_generator_losses, plot_1d, gan_utils.notebook's interact_manual and show_source; toy players, training, frames and segment distances."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,10 +15,10 @@ def test_snapshot_collector_records_frames_through_train_gan():
     gu.seed_everything(0)
     G = gu.MLPGenerator(2, out_shape=(1,), widths=(8,), norm=None, out=None)
     D = gu.MLPDiscriminator(in_dim=1, widths=(8,))
-    snaps = gu.SnapshotCollector(torch.randn(50, 2), lambda f: {"w1": gu.w1_to_gaussian(f, 4.0, 1.25)})
+    snaps = gu.SnapshotCollector(torch.randn(50, 2), lambda f: {"w1": gu.w1_to_gaussian(f, 4.0, 1.25)}, every=5)
     data = gu.ToyBatches(lambda n: gu.sample_gaussian_1d(n), 16, 20)
     gu.train_gan(G, D, data, noise=gu.make_noise(2), epochs=1, opt_g=gu.make_optimizer(G),
-                 opt_d=gu.make_optimizer(D), callback=snaps, callback_every=5, progress=False)
+                 opt_d=gu.make_optimizer(D), callback=snaps, progress=False)
     assert snaps.values("step") == [0, 5, 10, 15, 20]
     assert snaps[0]["fake"].shape == (50, 1) and all(isinstance(v, float) for v in snaps.values("w1"))
     frozen = snaps[0]["D"]  # a copy: later training did not change it
@@ -40,22 +40,22 @@ def test_plot_generator_losses_gradients_are_d_and_one_minus_d():
 
 
 def test_segment_distances_stop_at_the_ends():
-    from gan_utils import toy
+    from gan_utils.lessons import toy
     # the segment y = x/2 + 1 for x in [-2, 2] runs from (-2, 0) to (2, 2)
     points = torch.tensor([[0.0, 1.0],     # on the segment
                            [4.0, 3.0],     # on the line, beyond the right end: sqrt(5) from (2, 2)
                            [-3.0, -0.5],   # on the line, beyond the left end: sqrt(1.25) from (-2, 0)
                            [0.0, 0.0]])    # beside the middle: the distance to the line, 1 / sqrt(1.25)
-    d = toy.segment_distances(points, 0.5, 1.0, (-2.0, 2.0))
+    d = gu.metrics.segment_distances(points, 0.5, 1.0, (-2.0, 2.0))
     assert np.allclose(d, [0.0, 5 ** 0.5, 1.25 ** 0.5, 1 / 1.25 ** 0.5])
-    assert np.allclose(gu.line_distances(points, 0.5, 1.0)[:3], 0.0)   # the infinite line misses the difference
-    assert toy.fraction_near_segment(points, 0.5, 1.0, (-2.0, 2.0), tol=0.1) == 0.25
+    assert np.allclose(gu.metrics.line_distances(points, 0.5, 1.0)[:3], 0.0)   # the infinite line misses the difference
+    assert toy.segment_metrics(points, 0.5, 1.0, (-2.0, 2.0), tol=0.1)["near"] == 0.25
     m = toy.segment_metrics(gu.sample_line_2d(2000), 0.5, 1.0, (-2.0, 2.0))
     assert m["near"] == 1.0 and m["coverage"] == 1.0 and m["dist"] < 1e-6
 
 
 def test_toy_players_train_and_frames():
-    from gan_utils import toy
+    from gan_utils.lessons import toy
     G, D = toy.make_players(data_dim=2, noise_dim=3, hidden=8, seed=1)
     G2, _ = toy.make_players(data_dim=2, noise_dim=3, hidden=8, seed=1)
     assert all(torch.equal(a, b) for a, b in zip(G.parameters(), G2.parameters()))   # same seed, same start
@@ -74,9 +74,9 @@ def test_toy_players_train_and_frames():
 
 
 def test_hand_written_loop_logs_like_train_gan():
-    from gan_utils import toy
+    from gan_utils.lessons import toy
     G, D = toy.make_players(data_dim=1, noise_dim=2, hidden=8)
-    opt_g, opt_d, loss = gu.make_optimizer(G), gu.make_optimizer(D), gu.get_losses("nonsaturating")
+    opt_g, opt_d, loss = gu.make_optimizer(G), gu.make_optimizer(D), gu.get_loss("nonsaturating")
     history, noise = gu.new_history(), gu.make_noise(2)
     for step in range(1, 4):
         real = gu.sample_gaussian_1d(16)
@@ -84,8 +84,8 @@ def test_hand_written_loop_logs_like_train_gan():
         loss_g = gu.g_step(G, D, opt_g, real, noise, loss)
         toy.log_step(history, step, loss_d, loss_g, real_out, fake_out)
     assert history["step"] == [1, 2, 3] and all(0 < p < 1 for p in history["d_real"] + history["d_fake"])
-    assert "profile" in toy.run_summary(0.0, "cpu")
-    assert "def d_step" in gu.viz.show_source(gu.d_step).data
+    assert "profile" in gu.run_summary(0.0, "cpu")
+    assert "def d_step" in gu.notebook.show_source(gu.d_step).data
 
 
 def test_1d_plot_marks_a_clipped_spike_and_labels_its_axes():
@@ -102,5 +102,5 @@ def test_1d_plot_marks_a_clipped_spike_and_labels_its_axes():
 def test_interact_manual_without_ipywidgets_prints_instead_of_failing(monkeypatch, capsys):
     import sys
     monkeypatch.setitem(sys.modules, "ipywidgets", None)    # import ipywidgets now raises ImportError
-    assert gu.viz.interact_manual(lambda k=1: k, k=(1, 5)) is None
+    assert gu.notebook.interact_manual(lambda k=1: k, k=(1, 5)) is None
     assert "ipywidgets" in capsys.readouterr().out

@@ -1,12 +1,6 @@
-"""Dirac-GAN (Mescheder, Geiger, Nowozin 2018, "Which training methods for GANs do actually converge?").
-
-The data is a point mass at 0, the generator G(z) = theta puts all its mass at theta, and the
-discriminator is linear, D(x) = psi * x. The game has two parameters and its only equilibrium is
-theta = psi = 0. With the paper's sign, D(x) is the logit of "x is fake": the course's logit of
-"x is real" is -psi * x, so that our (theta, psi) and plots are the paper's. The losses below are
-the course's own loss functions of those logits, in expectation (exact, since real and fake are
-points), and their gradients come from autograd, in float64 on the CPU.
-
+"""Dirac-GAN (Mescheder et al. 2018): data at 0, G(z) = theta, D(x) = psi * x the paper's logit of "x is fake"
+(ours of "x is real" is -psi x); equilibrium theta = psi = 0. The course's losses of those logits, exact, with
+autograd gradients in float64:
     the GAN:       L_D = -log sigmoid(0) - log(1 - sigmoid(-psi theta)),  L_G = log(1 - sigmoid(-psi theta))
     NSGAN:         L_G = -log sigmoid(-psi theta)
     WGAN:          L_D = -psi theta, L_G = psi theta, psi clipped to [-clip, clip] after each step
@@ -17,16 +11,13 @@ points), and their gradients come from autograd, in float64 on the CPU.
 """
 import math
 
+import matplotlib.pyplot as plt
 import torch
 
-from .losses import discriminator_loss, generator_loss_nonsaturating, generator_loss_saturating
+from ..losses import discriminator_loss, generator_loss_nonsaturating, generator_loss_saturating
 
-# The settings of the reference notebook (LMescheder/GAN_stability, notebooks/DiracGAN.ipynb).
-# Its WGAN_GP(reg=0.7, target=1) adds reg / 2 (|psi| - 1)^2 to L_D: that is lam = 0.35 here.
-# Its GAN_Consensus writes the gradient of 1/2 ||v||^2 by hand with the f' f'' term halved; here
-# autograd gives the exact gradient, so consensus ends at 2.6e-10 / 1.7e-11 (simultaneous /
-# alternating) where the reference's rules give 2.1e-10 / 1.3e-11. The other deterministic
-# configurations agree with the reference's rules to at least 4 digits.
+# The reference notebook's settings (LMescheder/GAN_stability DiracGAN.ipynb; its WGAN_GP reg=0.7 is lam = 0.35).
+# Consensus uses the exact gradient (the reference halves the f' f'' term): 2.6e-10 / 1.7e-11 vs 2.1e-10 / 1.3e-11.
 CONFIGS = {
     "GAN": {},
     "NSGAN": {"loss": "nonsaturating"},
@@ -40,9 +31,10 @@ CONFIGS = {
 
 
 def dirac_losses(theta, psi, loss="saturating", gp=0.0, r1=0.0, noise=0.0, samples=1000, generator=None):
-    """(L_D, L_G) of the Dirac-GAN at scalars theta, psi (tensors). loss: 'saturating' (the GAN of
-    the paper), 'nonsaturating' or 'wgan'; gp: WGAN-GP's lam; r1: R1's gamma; noise: the std of
-    instance noise, averaged over `samples` draws of `generator`."""
+    """(L_D, L_G) at scalar tensors theta, psi. loss: 'saturating', 'nonsaturating' or 'wgan'; gp: WGAN-GP's lam;
+    r1: R1's gamma; noise: instance noise's std, averaged over `samples` draws of `generator`."""
+    if loss not in ("saturating", "nonsaturating", "wgan"):
+        raise ValueError(f"the Dirac-GAN's loss must be 'saturating', 'nonsaturating' or 'wgan', got {loss!r}")
     if noise > 0:
         fake = theta + noise * torch.randn(samples, 1, dtype=theta.dtype, generator=generator)
         real = noise * torch.randn(samples, 1, dtype=theta.dtype, generator=generator)
@@ -59,9 +51,8 @@ def dirac_losses(theta, psi, loss="saturating", gp=0.0, r1=0.0, noise=0.0, sampl
 
 
 def dirac_gradients(theta, psi, consensus=0.0, **config):
-    """(dL_G/dtheta, dL_D/dpsi) at floats theta, psi: each player's descent direction is minus
-    its entry. consensus > 0 adds c * grad (1/2 ||v||^2), v = this field (Mescheder et al. 2017).
-    config: the arguments of `dirac_losses`. Returns two floats."""
+    """(dL_G/dtheta, dL_D/dpsi) at floats theta, psi, two floats; consensus > 0 adds c * grad (1/2 ||v||^2).
+    config: the arguments of `dirac_losses`."""
     t = torch.tensor(float(theta), dtype=torch.float64, requires_grad=True)
     p = torch.tensor(float(psi), dtype=torch.float64, requires_grad=True)
     loss_d, loss_g = dirac_losses(t, p, **config)
@@ -74,10 +65,8 @@ def dirac_gradients(theta, psi, consensus=0.0, **config):
 
 
 def dirac_trajectory(config, mode="simultaneous", steps=500, lr=0.2, start=(1.0, 1.0), seed=0):
-    """Gradient descent on the Dirac-GAN from `start`. mode: 'simultaneous' (both players step
-    from the same point) or 'alternating' (G steps first, then D from G's new theta), as in the
-    reference notebook. config: an entry of CONFIGS (a dict); seed: instance noise's generator.
-    Returns a (steps + 1, 2) float64 tensor of (theta, psi)."""
+    """Gradient descent from `start`, mode 'simultaneous' or 'alternating' (G first). config: a CONFIGS entry;
+    seed: instance noise's. Returns a (steps + 1, 2) float64 tensor of (theta, psi)."""
     if mode not in ("simultaneous", "alternating"):
         raise ValueError(f"mode must be 'simultaneous' or 'alternating', got {mode!r}")
     config = dict(config)
@@ -97,18 +86,14 @@ def dirac_trajectory(config, mode="simultaneous", steps=500, lr=0.2, start=(1.0,
 
 
 def dirac_distances(configs=CONFIGS, steps=500, lr=0.2, start=(1.0, 1.0)):
-    """Distance sqrt(theta^2 + psi^2) to the equilibrium after `steps` steps, for each config and
-    both modes. Returns {name: {'simultaneous': float, 'alternating': float}}."""
+    """Distance to the equilibrium after `steps` steps: {name: {'simultaneous': float, 'alternating': float}}."""
     return {name: {mode: dirac_trajectory(cfg, mode, steps, lr, start)[-1].norm().item()
                    for mode in ("simultaneous", "alternating")} for name, cfg in configs.items()}
 
 
 def plot_dirac(config, trajectory=None, ax=None, lim=2.0, n=15, title=None):
-    """The field -(dL_G/dtheta, dL_D/dpsi) of a Dirac-GAN config on [-lim, lim]^2 as arrows, and a
-    trajectory ((T, 2), from `dirac_trajectory`) as a line from its start (dot) to its end (cross).
-    WGAN's clipping is not drawn. Returns the axes."""
-    import matplotlib.pyplot as plt
-
+    """The field -(dL_G/dtheta, dL_D/dpsi) on [-lim, lim]^2 as arrows and a trajectory (T, 2) from its start (dot)
+    to its end (cross); clipping is not drawn. Returns the axes."""
     ax = ax or plt.gca()
     config = {k: v for k, v in config.items() if k != "clip"}
     if config.get("noise", 0) > 0:

@@ -1,0 +1,101 @@
+"""The two steps of Algorithm 1 of Goodfellow et al. 2014, and what they need.
+
+    for each training iteration:
+        for k steps:  sample m noise samples z and m examples x;
+                      update D by ascending  1/m sum [log D(x) + log(1 - D(G(z)))]
+        sample m noise samples z;
+                      update G by descending 1/m sum log(1 - D(G(z)))   (or another G loss)
+"""
+import torch
+
+from .losses import clip_weights
+
+MAX_LR = 10.0  # far above any GAN learning rate; beyond it float32 updates overflow or explode
+
+
+def make_optimizer(model, name="adam", lr=2e-4, **kwargs):
+    """Adam (default betas (0.5, 0.999), as in DCGAN), 'rmsprop' (WGAN) or 'sgd' over model's parameters."""
+    if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr <= MAX_LR):
+        raise ValueError(f"the learning rate must be a positive number such as 2e-4, at most {MAX_LR}, got {lr!r}")
+    if name == "adam":
+        kwargs["betas"] = tuple(float(b) for b in kwargs.get("betas", (0.5, 0.999)))  # (0, 0.9) works too
+        return torch.optim.Adam(model.parameters(), lr=lr, **kwargs)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=lr, **kwargs)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, **kwargs)
+    raise ValueError(f"unknown optimizer {name!r}; use 'adam', 'rmsprop' or 'sgd'")
+
+
+@torch.no_grad()
+def generate(G, z, y=None):
+    """G's samples for noise z in evaluation mode (BatchNorm uses running statistics), without
+    building a graph; G goes back to the mode it was in, also when G raises.
+    z: (N, noise_dim) -> (N, ...); y: (N,) int64 labels for a conditional G (G(z, y)), None otherwise."""
+    was_training = G.training
+    G.eval()
+    try:
+        return G(z) if y is None else G(z, y)
+    finally:
+        G.train(was_training)
+
+
+def d_step(G, D, opt_d, real, noise, loss):
+    """One discriminator update of Algorithm 1: ascend log D(x) + log(1 - D(G(z))), i.e. descend
+    loss.d_loss. real: (m, ...) a minibatch of data; noise: n -> (n, noise_dim); loss: a GANLoss.
+    Returns the detached (loss_d, real_out, fake_out): a scalar and D's raw outputs (m, 1)."""
+    with torch.no_grad():                         # no gradient flows into G here
+        fake = G(noise(len(real)))
+    if fake.shape[1:] != real.shape[1:]:
+        raise ValueError(f"G makes samples of shape {tuple(fake.shape[1:])} but the data has shape "
+                         f"{tuple(real.shape[1:])}: make G's output fit the data")
+    loss_d, real_out, fake_out = loss.d_loss(D, real, fake)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    if loss.clip is not None:                     # WGAN: keep the critic's weights in [-c, c]
+        clip_weights(D, loss.clip)
+    return loss_d.detach(), real_out.detach(), fake_out.detach()
+
+
+def g_step(G, D, opt_g, real, noise, loss):
+    """One generator update of Algorithm 1: descend loss.g_loss on a fresh fake batch (the
+    non-saturating loss ascends log D(G(z))). The gradient flows back through D to G, but only
+    G's parameters get gradients: D's weight gradients would be thrown away by the next d_step.
+    real: (m, ...), used by feature matching. Returns loss_g, detached."""
+    loss_g = loss.g_loss(D, G(noise(len(real))), real)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward(inputs=[p for p in G.parameters() if p.requires_grad])
+    opt_g.step()
+    return loss_g.detach()
+
+
+def eager_steps(G, D, opt_g, opt_d, noise, loss, real_example=None):
+    """The steps `train_gan` calls: (d_fn, g_fn), d_fn(real, G, D) -> d_step(G, D, opt_d, real, noise, loss) and
+    g_fn(real, G, D) -> g_step(G, D, opt_g, real, noise, loss). `fast.fast_steps` has the same contract."""
+    return (lambda real, G, D: d_step(G, D, opt_d, real, noise, loss),
+            lambda real, G, D: g_step(G, D, opt_g, real, noise, loss))
+
+
+def k_schedule(k, batches=None):
+    """k, the D steps per G step, as a checked function of the G step (an int or a function step -> int);
+    batches: an epoch's batches, at least k."""
+    if callable(k):
+        def k_at(step):
+            value = k(step)
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"k({step}) must be an int >= 1 (D steps before the next G step), got {value!r}")
+            return value
+        return k_at
+    if isinstance(k, bool) or not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k (discriminator steps per generator step) must be an int >= 1 or a function "
+                         f"of the G step, got {k!r}")
+    if batches is not None and batches < k:
+        raise ValueError(f"an epoch has {batches} batches, fewer than k={k}: use more data or a smaller k")
+    return lambda step: k
+
+
+def count_d_steps(k, g_steps):
+    """How many D steps `g_steps` G steps take under the k schedule `k` (an int or a function)."""
+    k_at = k_schedule(k)
+    return sum(k_at(step) for step in range(g_steps))
