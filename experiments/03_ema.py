@@ -16,12 +16,11 @@ evaluated like notebook 03's reported one, on 10,000 samples (`evaluate_generato
 The same seed and the same random numbers as notebook 03's run: the trained G of this script is
 that run's G (up to the epochs trained), so its column is the baseline of the same run.
 Checkpointed every epoch (G, D and the optimizers through train_gan; the averages, scores and best
-states beside them) under checkpoints/03_ema/: an interrupted run resumes when the command is run again.
-Writes experiments/results/03_ema.json; the models at the end go to checkpoints/03_ema/last.pt.
+states beside them) under checkpoints/03_ema-<device>/: an interrupted run resumes when the command is run again.
+Writes gan_utils/results/03_ema.json; the models at the end go to checkpoints/03_ema-<device>/last.pt.
 """
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
@@ -30,17 +29,36 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 import gan_utils as gu
 
-HERE = Path(__file__).resolve().parent
 DECAYS = (0.999, 0.9999)
+
+
+def positive(text):
+    """argparse type: an int >= 1."""
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return int(text)
+
+
+def device_arg(text):
+    """argparse type: a torch device that exists here."""
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"no device {text} here ({torch.cuda.device_count()} CUDA devices)")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"use cpu or cuda[:index], got {text!r}")
+    return device
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=80)
-    parser.add_argument("--every", type=int, default=2, help="score every this many epochs")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--epochs", type=positive, default=80)
+    parser.add_argument("--every", type=positive, default=2, help="score every this many epochs")
+    parser.add_argument("--threads", type=positive, default=None)
     parser.add_argument("--out", default="03_ema.json")
-    parser.add_argument("--device", default="cpu", help="cuda trains faster, with other random numbers than the "
+    parser.add_argument("--device", type=device_arg, default="cpu", help="cuda trains faster, with other random numbers than the "
                         "stored CPU run")
     args = parser.parse_args()
     if args.threads:
@@ -77,28 +95,38 @@ def main():
             print(f"epoch {epoch}: " + ", ".join(f"{n} FD {s[str(epoch)]['frechet']:.0f} KL {s[str(epoch)]['kl']:.3f}"
                                                  for n, s in scores.items()), flush=True)
 
-    folder = gu.runs.checkpoint_dir() / "03_ema"
-    folder.mkdir(parents=True, exist_ok=True)
-    side, done = folder / "averages.pt", {"minutes": 0.0}
-    if (folder / "run.pt").is_file() and side.is_file():      # resume: the averages of the last checkpoint
-        state = torch.load(side, weights_only=True)
+    folder = gu.runs.checkpoint_dir() / f"03_ema-{device.type}"   # a CUDA run has other random numbers
+    side, kept, done = folder / "averages.pt", {}, {"minutes": 0.0}    # kept: {epoch: state} of the last 2 epochs
+    if (folder / "run.pt").is_file():                        # resume: the averages of run.pt's epoch
+        kept = load_averages(side, gu.checkpoints.read_checkpoint(folder / "run.pt")["epoch"])
+        state = next(iter(kept.values()))
         for name, avg in averages.items():
             avg.load_state_dict(state["averages"][name])
-        scores.update(state["scores"]); best.update(state["best"]); done["minutes"] = state["minutes"]
+        scores.update(copy.deepcopy(state["scores"])); best.update(copy.deepcopy(state["best"]))
+        done["minutes"] = state["minutes"]
 
     def checkpointed(step, G, D, history):
         callback(step, G, D, history)
-        if step > 0 and step % len(data) == 0:                # train_gan saves run.pt at this epoch's end
-            torch.save({"averages": {n: a.state_dict() for n, a in averages.items()}, "scores": scores,
-                        "best": best, "minutes": done["minutes"] + (time.perf_counter() - t0) / 60}, side)
+        if step > 0 and step % len(data) == 0:                # train_gan saves run.pt at this epoch's end, after
+            epoch = step // len(data)                         # this: the previous epoch's state is kept too
+            state = copy.deepcopy({"averages": {n: a.state_dict() for n, a in averages.items()}, "scores": scores,
+                                   "best": best, "minutes": done["minutes"] + (time.perf_counter() - t0) / 60})
+            kept.update({epoch: state})
+            for e in [e for e in kept if e < epoch - 1]:
+                del kept[e]
+            payload = {"epochs": kept, "checksum": gu.checkpoints.checksum(kept)}
+            gu.checkpoints.save_atomic(side, lambda f: torch.save(payload, f))
 
     checkpointed.every = 1                                    # train_gan calls it after every G step
     t0 = time.perf_counter()
-    gu.train_gan(G, D, data, noise=gu.make_noise(64, device=device), epochs=args.epochs, opt_g=opt_g,
-                 opt_d=opt_d, loss="nonsaturating", callback=checkpointed, progress=False,
-                 checkpoint=gu.checkpoints.Checkpoint(folder / "run.pt"))
+    try:
+        history = gu.train_gan(G, D, data, noise=gu.make_noise(64, device=device), epochs=args.epochs, opt_g=opt_g,
+                               opt_d=opt_d, loss="nonsaturating", callback=checkpointed, progress=False,
+                               checkpoint=gu.checkpoints.Checkpoint(folder / "run.pt"))
+    except KeyboardInterrupt as stop:                         # Ctrl-C: no results of an unfinished run
+        raise SystemExit(f"interrupted ({stop}): no results written; run the command again to resume") from None
     minutes = done["minutes"] + (time.perf_counter() - t0) / 60
-    results = {"epochs": args.epochs, "steps": args.epochs * len(data), "train_minutes": minutes,
+    results = {"epochs": args.epochs, "steps": history["step"][-1], "train_minutes": minutes,
                "trained_on": gu.hardware(device), "torch": torch.__version__, "decays": DECAYS,
                "scores": scores, "best": {}}
     for name, b in best.items():
@@ -107,9 +135,24 @@ def main():
         e = gu.evaluate_generator(model, split, classifier)
         results["best"][name] = {"epoch": b["epoch"], **gu.evaluation_summary(e)}
         print(name, results["best"][name], flush=True)
-    (HERE / "results" / args.out).write_text(json.dumps(results, indent=1))
-    torch.save({"G": G.state_dict(), "D": D.state_dict(),
-                **{name: averaged_G(a).state_dict() for name, a in averages.items()}}, folder / "last.pt")
+    gu.checkpoints.write_json(Path(gu.__file__).parent / "results" / args.out, results)
+    last = {"G": G.state_dict(), "D": D.state_dict(), **{n: averaged_G(a).state_dict() for n, a in averages.items()}}
+    gu.checkpoints.save_atomic(folder / "last.pt", lambda f: torch.save(last, f))
+
+
+def load_averages(side, epoch):
+    """{epoch: the averages, scores, best and minutes} from `side`, checked; CheckpointError naming it otherwise."""
+    retrain = f"delete the folder {side.parent} to train again"
+    if not side.is_file():
+        raise gu.checkpoints.CheckpointError(f"{side} is missing beside {side.parent / 'run.pt'}: {retrain}")
+    state = gu.checkpoints.load_file(side, "averages file")
+    if not (isinstance(state, dict) and set(state) == {"epochs", "checksum"}
+            and gu.checkpoints.checksum(state["epochs"]) == state["checksum"]):
+        raise gu.checkpoints.CheckpointError(f"{side} is damaged (its checksum does not match): {retrain}")
+    if epoch not in state["epochs"]:
+        raise gu.checkpoints.CheckpointError(f"{side} holds the averages of epochs {sorted(state['epochs'])}, not "
+                                             f"of run.pt's epoch {epoch}: {retrain}")
+    return {epoch: state["epochs"][epoch]}
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ Fréchet distance. The run goes through `gan_utils.train_run` under the same set
 notebook's main cell, so it checkpoints every epoch and resumes after an interruption, and a
 notebook with the same settings reloads the finished run instead of training it again.
 
-Writes experiments/results/03_<setting>.json (scores every epoch; the evaluation of the
+Writes gan_utils/results/03_<setting>.json (scores every epoch; the evaluation of the
 early-stopped and the last generator: modes, KL, Fréchet distance, Parzen) and 03_<setting>.png
 (the fixed-noise samples at epochs 1, 20, the best one and the last).
 """
@@ -34,7 +34,6 @@ import gan_utils as gu
 SETTINGS = {"source": {"lr": 1e-5, "betas": (0.9, 0.999)}, "dcgan": {"lr": 2e-4, "betas": (0.5, 0.999)},
             "r1": {"lr": 2e-4, "betas": (0.5, 0.999), "loss": "r1, gamma 10"}}
 LOSSES = {"r1, gamma 10": gu.r1_loss(gamma=10.0)}     # a loss that is not a name of gu.get_loss
-HERE = Path(__file__).resolve().parent
 
 
 def run(setting, epochs, device):
@@ -76,7 +75,7 @@ def run(setting, epochs, device):
                        title=f"epoch {e}" + (" (best)" if e == watch.best["epoch"] else ""))
     fig.suptitle(f"lr {lr:g}, betas {betas}" + (f", {settings['loss']}" if settings["loss"] != "nonsaturating" else ""))
     fig.tight_layout()
-    fig.savefig(HERE / "results" / f"03_{setting}.png")
+    fig.savefig(Path(gu.__file__).parent / "results" / f"03_{setting}.png")
     return results
 
 
@@ -90,6 +89,6 @@ if __name__ == "__main__":
         torch.set_num_threads(args.threads)
     device = gu.get_device(verbose=False)
     results = run(args.setting, args.epochs, device)
-    out = HERE / "results" / f"03_{args.setting}.json"
-    out.write_text(json.dumps(results, indent=1))
+    out = Path(gu.__file__).parent / "results" / f"03_{args.setting}.json"
+    gu.checkpoints.write_json(out, results)
     print(json.dumps({k: results[k] for k in ("best_epoch", "train_minutes", "best", "last")}, indent=1))

@@ -13,11 +13,10 @@ fixed noise and `gan_utils.mode_metrics` scores them: modes covered (>= 1 high-q
 modes with >= 20 samples, % high quality (within 3 std of a centre), KL(q || uniform).
 --ema d and --lr-decay add the run-long settings of `train_toy_seeds` to each trick (an average of G's
 weights, a linear decay of the learning rates to 0); the entry's name says so, e.g. "R1 + EMA 0.999".
-Results go to experiments/results/04_<mixture>.json (or --out), one entry per mixture and trick,
+Results go to gan_utils/results/04_<mixture>.json (or --out), one entry per mixture and trick,
 written as soon as it is done: rerunning the command skips the entries already there.
 """
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -28,7 +27,6 @@ import gan_utils as gu
 from gan_utils.lessons import seeds
 from gan_utils.steps import count_d_steps
 
-HERE = Path(__file__).resolve().parent
 MIXTURES = {"ring": (gu.ring_centers(8, 2.0), 0.02), "grid": (gu.grid_centers(5, 2.0), 0.05)}
 DEFAULT_TRICKS = [t for t in seeds.TOY_TRICKS if t != "minibatch discrimination"]
 
@@ -48,7 +46,8 @@ def run(mixture, trick, seed_ids, steps, record_every, n_eval=2500, extra=None):
     d_steps = count_d_steps(settings.get("k", 1), steps)
     samples = seeds.mixture_scores(Gs[0], centers, std, seed_ids[0])[0][:500]
     points = [[round(v, 3) for v in p] for p in samples.tolist()]
-    final = curve[str(steps)]
+    final = curve.get(str(steps)) or [seeds.mixture_scores(G, centers, std, s, n_eval)[1]   # steps not a multiple
+                                       for G, s in zip(Gs, seed_ids)]                         # of record_every
     summary = {key: [m[key] for m in final] for key in final[0]}
     return {"mixture": mixture, "trick": name(trick, extra), "base_trick": trick, "extra": extra or {},
             "seeds": list(seed_ids), "steps": steps, "d_steps": d_steps, "seconds": seconds, "curve": curve,
@@ -61,38 +60,44 @@ def name(trick, extra):
         (" + lr decay" if extra and extra.get("lr_decay") else "")
 
 
+def positive(text):
+    """argparse type: an int >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text}")
+    return value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mixture", choices=sorted(MIXTURES), nargs="+", default=sorted(MIXTURES))
     parser.add_argument("--tricks", nargs="+", default=DEFAULT_TRICKS, choices=list(seeds.TOY_TRICKS))
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--record-every", type=int, default=500)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seeds", type=positive, default=8)
+    parser.add_argument("--steps", type=positive, default=5000)
+    parser.add_argument("--record-every", type=positive, default=500)
+    parser.add_argument("--threads", type=positive, default=None)
     parser.add_argument("--ema", type=float, default=None, help="average G's weights with this decay")
     parser.add_argument("--lr-decay", action="store_true", help="lower both learning rates linearly to 0")
-    parser.add_argument("--out", default=None, help="file name under results/ (default 04_<mixture>.json)")
+    parser.add_argument("--out", default=None, help="file name under gan_utils/results/ (default 04_<mixture>.json)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     for mixture in args.mixture:
-        out = HERE / "results" / (args.out or f"04_{mixture}.json")
+        out = Path(gu.__file__).parent / "results" / (args.out or f"04_{mixture}.json")
         extra = {key: value for key, value in (("ema", args.ema), ("lr_decay", args.lr_decay)) if value}
         for trick in args.tricks:
-            results = json.loads(out.read_text()) if out.exists() else {}
             key = f"{mixture}/{name(trick, extra)}/{args.steps}"
-            if key in results:
+            if key in gu.checkpoints.read_json(out, {}):
                 continue
-            r = run(mixture, trick, list(range(args.seeds)), args.steps, args.record_every, extra=extra)
+            try:
+                r = run(mixture, trick, list(range(args.seeds)), args.steps, args.record_every, extra=extra)
+            except KeyboardInterrupt as stop:            # Ctrl-C: nothing recorded, the sweep stops here
+                raise SystemExit(f"{key} interrupted ({stop}): no result written for it") from None
             r.update(hardware=gu.hardware("cpu"), torch=torch.__version__, load=os.getloadavg()[0])
             f = r["final"]
             print(f"{key}: modes {sum(f['modes_covered']) / args.seeds:.2f}, HQ "
                   f"{100 * sum(f['high_quality']) / args.seeds:.1f}%, {r['seconds'] / 60:.1f} min", flush=True)
-            results[key] = r
-            tmp = out.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(results, indent=1))
-            tmp.replace(out)
-
+            gu.checkpoints.write_json(out, {**gu.checkpoints.read_json(out, {}), key: r})
 
 if __name__ == "__main__":
     main()

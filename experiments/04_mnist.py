@@ -16,13 +16,12 @@ per G step (WGAN, WGAN-GP) reads k batches per G step, so its "epoch" is the 390
 baseline's epoch and takes k times the data (`CriticEpochs`); its runs cost 5-10 times the
 baseline's.
 
-Results: experiments/results/04_mnist.json (one entry per trick and seed, written when done;
+Results: gan_utils/results/04_mnist.json (one entry per trick and seed, written when done;
 rerunning skips them), with 25 samples of seed 0's generator (the file stays under 1 MB).
 """
 import argparse
 import base64
-import json
-import os
+import itertools
 import time
 from pathlib import Path
 
@@ -32,7 +31,6 @@ import gan_utils as gu
 from gan_utils.lessons import seeds
 from gan_utils.steps import count_d_steps
 
-HERE = Path(__file__).resolve().parent
 LR = 2e-4   # the baseline's learning rate, both players
 # name -> what changes from the baseline: "loss" (a name or GANLoss), "D"/"G" builders, and the optimizers'
 # "optimizer", "lr_g"/"lr_d", "betas" and the critic schedule "k", read as in `seeds.trick_optimizers`
@@ -56,26 +54,42 @@ TRICKS = {
 
 class CriticEpochs:
     """An 'epoch' of `g_steps` G steps for a run with k(step) D steps per G step: it yields the
-    sum of k over the epoch's G steps worth of minibatches, read from `data` (reshuffled at each
-    pass). `epoch` is the index of the next epoch (set it to the epochs already done on resume).
+    sum of k over the epoch's G steps worth of minibatches, read from `data` pass after pass, pass p
+    shuffled from the seed (seed, p) (torch's own random numbers untouched), so that a run resumed at
+    `epoch` (the index of the next epoch) reads exactly the batches of an uninterrupted one.
     len() is g_steps, so train_run's callback fires once per such epoch."""
 
-    def __init__(self, data, k, g_steps, epoch=0):
-        self.data, self.k, self.g_steps, self.epoch = data, k, g_steps, epoch
-        self.batches = iter(())
+    def __init__(self, data, k, g_steps, epoch=0, seed=0):
+        self.data, self.k, self.g_steps, self.epoch, self.seed = data, k, g_steps, epoch, seed
+        self.batches = None
 
     def __len__(self):
         return self.g_steps
 
+    def _pass(self, p, skip=0):
+        """The batches of pass p over the data, the first `skip` of them left out."""
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_initialized() else []):
+            torch.manual_seed(self.seed * 1_000_003 + p)
+            batches = iter(self.data)
+            first = [next(batches)]                  # the shuffle happens here, under the pass's seed
+        batches = itertools.chain(first, batches)
+        for _ in range(skip):
+            next(batches)
+        return batches
+
     def __iter__(self):
         first = self.epoch * self.g_steps
         self.epoch += 1
+        if self.batches is None:                     # a fresh start or a resume: where the passes stand
+            self.read = sum(self.k(step) for step in range(first))
+            self.batches = self._pass(self.read // len(self.data), self.read % len(self.data))
         for step in range(first, first + self.g_steps):
             for _ in range(self.k(step)):
                 real = next(self.batches, None)
                 if real is None:
-                    self.batches = iter(self.data)
+                    self.batches = self._pass(self.read // len(self.data))
                     real = next(self.batches)
+                self.read += 1
                 yield real
 
 
@@ -108,8 +122,8 @@ def run(trick, seed, epochs, split, classifier, device):
     if k != 1:                        # the same G steps per epoch: k batches per G step
         k = k if callable(k) else (lambda step, k=k: k)
         path = gu.runs.checkpoint_dir() / f"04_mnist-{gu.runs.settings_key(settings)}.pt"
-        done = torch.load(path, map_location="cpu", weights_only=True)["epoch"] if path.is_file() else 0
-        data = CriticEpochs(data, k, len(data), epoch=done)
+        done = gu.checkpoints.read_checkpoint(path)["epoch"] if path.is_file() else 0
+        data = CriticEpochs(data, k, len(data), epoch=done, seed=seed)
     watch = gu.Watcher(z_fixed, lambda G: gu.generator_scores(G, z_eval, f_valid, classifier), len(data))
     history = gu.train_run(G, D, data, name="04_mnist", settings=settings, watcher=watch, epochs=epochs,
                            noise=gu.make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d, loss=loss,
@@ -138,22 +152,20 @@ def main():
     device = gu.get_device()
     split = gu.mnist_split()
     classifier = gu.load_classifier(split, device=device, verbose=False)
-    out = HERE / "results" / args.out
+    out = Path(gu.__file__).parent / "results" / args.out
     for seed in args.seeds:
         for trick in args.tricks:
-            results = json.loads(out.read_text()) if out.exists() else {}
             key = f"{trick}/{seed}/{args.epochs}"
-            if key in results:
+            if key in gu.checkpoints.read_json(out, {}):
                 continue
-            r = run(trick, seed, args.epochs, split, classifier, device)
+            try:
+                r = run(trick, seed, args.epochs, split, classifier, device)
+            except KeyboardInterrupt as stop:            # Ctrl-C: nothing recorded, the sweep stops here
+                raise SystemExit(f"{key} interrupted ({stop}): no result written; run the command again to "
+                                 f"resume from its last checkpoint") from None
             print(f"{key}: modes {r['modes']}, KL {r['kl']:.3f}, FD {r['frechet']:.1f}, Parzen {r['parzen']:.1f}, "
                   f"{r['train_minutes']:.1f} + {r['eval_seconds'] / 60:.1f} min", flush=True)
-            results = json.loads(out.read_text()) if out.exists() else {}
-            results[key] = r
-            tmp = out.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(results))
-            tmp.replace(out)
-
+            gu.checkpoints.write_json(out, {**gu.checkpoints.read_json(out, {}), key: r}, indent=None)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,7 @@ checkpoint every epoch, resume after an interruption, and the notebook reloads t
 training again. `mlp` times a DCGAN step against an MLP GAN step in alternating rounds (the
 ratio r), trains notebook 03's MLP GAN (lr 2e-4, betas (0.5, 0.999)) for EPOCHS * r epochs (at
 most 2 * EPOCHS) and writes the full evaluation of G after EPOCHS epochs (equal G steps) and at the
-end (equal wall-clock time) to experiments/results/05_mlp.json. `ablation` writes experiments/results/05_ablation.json.
+end (equal wall-clock time) to gan_utils/results/05_mlp.json. `ablation` writes gan_utils/results/05_ablation.json.
 Use --threads 1 to run two jobs side by side on a 2-core machine.
 """
 import argparse
@@ -27,7 +27,6 @@ import torch
 import gan_utils as gu
 from gan_utils.lessons import dcgan
 
-HERE = Path(__file__).resolve().parent
 EPOCHS = 10             # notebook 05's main runs (10 epochs = 3,900 G steps)
 ABLATION = {"lr 2e-4, beta1 0.5 (DCGAN)": (2e-4, 0.5), "lr 1e-3, beta1 0.5": (1e-3, 0.5),
             "lr 2e-4, beta1 0.9": (2e-4, 0.9)}
@@ -95,27 +94,45 @@ def ablation(split, device):
     return results
 
 
+def positive(text):
+    """argparse type: an int >= 1."""
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return int(text)
+
+
+def main(args):
+    """Run one job; a Ctrl-C exits with a message, writing no results."""
+    device = gu.get_device(verbose=False)
+    dataset = "fashion_mnist" if args.job == "fashion" else "mnist"
+    split = gu.mnist_split(dataset=dataset)
+    try:
+        if args.job in ("dcgan", "upsample", "conditional", "fashion"):
+            G, D, watcher, history = dcgan.dcgan_run(split, epochs=EPOCHS, upsample=args.job == "upsample",
+                                                    width=args.width, conditional=args.job == "conditional",
+                                                    device=device, conditioning=args.conditioning,
+                                                    minibatch=args.minibatch)
+            print(json.dumps({e: s for e, s in watcher.scores.items()}, indent=1))
+            print(f"{watcher.seconds / 60:.1f} min on {watcher.trained_on}")
+            return
+        results = mlp(split, device) if args.job == "mlp" else ablation(split, device)
+    except KeyboardInterrupt as stop:             # Ctrl-C: no results of an unfinished run, the sweep stops
+        raise SystemExit(f"{args.job} interrupted ({stop}): no results written; run the command again to resume "
+                         f"(the DCGAN runs continue from their last checkpoint)") from None
+    gu.checkpoints.write_json(Path(gu.__file__).parent / "results" / f"05_{args.job}.json", results)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--job", choices=["dcgan", "upsample", "conditional", "mlp", "ablation", "fashion"],
                         required=True)
-    parser.add_argument("--width", type=int, default=16, help="the DCGAN's width (16: the notebook's main runs)")
+    parser.add_argument("--width", type=positive, default=16, help="the DCGAN's width (16: the notebook's main runs)")
     parser.add_argument("--conditioning", choices=["concat", "projection"], default="concat",
                         help="conditional: how D reads the label")
-    parser.add_argument("--minibatch", type=int, default=16, help="conditional: D's minibatch-discrimination kernels")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a busy machine)")
+    parser.add_argument("--minibatch", type=int, default=16, choices=range(0, 1025), metavar="0..1024",
+                        help="conditional: D's minibatch-discrimination kernels")
+    parser.add_argument("--threads", type=positive, default=None, help="torch CPU threads (1 on a busy machine)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = gu.get_device(verbose=False)
-    dataset = "fashion_mnist" if args.job == "fashion" else "mnist"
-    split = gu.mnist_split(dataset=dataset)
-    if args.job in ("dcgan", "upsample", "conditional", "fashion"):
-        G, D, watcher, history = dcgan.dcgan_run(split, epochs=EPOCHS, upsample=args.job == "upsample", width=args.width,
-                                                conditional=args.job == "conditional", device=device,
-                                                conditioning=args.conditioning, minibatch=args.minibatch)
-        print(json.dumps({e: s for e, s in watcher.scores.items()}, indent=1))
-        print(f"{watcher.seconds / 60:.1f} min on {watcher.trained_on}")
-    else:
-        results = mlp(split, device) if args.job == "mlp" else ablation(split, device)
-        (HERE / "results" / f"05_{args.job}.json").write_text(json.dumps(results, indent=1))
+    main(args)

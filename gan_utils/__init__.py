@@ -22,7 +22,7 @@ from .train import train_gan
 from .utils import get_device, seed_everything
 from .viz import animate, plot_1d, plot_2d, plot_d_outputs, plot_generator_losses, plot_losses, plot_metrics, show_images
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
     # core: Algorithm 1 and its loop
     "d_step", "g_step", "generate", "make_optimizer", "train_gan", "new_history", "Progress",

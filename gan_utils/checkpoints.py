@@ -1,8 +1,12 @@
 """Save and resume a GAN run (networks, optimizers, progress, history, RNGs): written atomically with a
 SHA-256 checksum; loading checks everything before it changes the models, optimizers or RNGs."""
+import errno
 import hashlib
+import json
 import os
+import pickle
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,6 +16,8 @@ import torch
 from .callbacks import all_finite
 
 FORMAT = 1
+NONNEGATIVE = ("step", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")   # Adam, RMSprop, Adagrad
+IMPLEMENTATION = ("capturable", "foreach", "fused", "differentiable")   # how a step runs, not what it computes
 KEYS = ("format", "G", "D", "opt_g", "opt_d", "types", "step", "epoch", "history", "rng", "checksum")
 
 
@@ -106,30 +112,94 @@ def checkpoint_folder(path):
     return folder
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                              # another user's process
+        pass
+    return True
+
+
+def clean_stale_temporaries(path):
+    """Remove the temporary files of `path` left by a killed process (`.<name>.<pid>.*.tmp` of a dead pid)."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".")[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def save_atomic(path, write):
+    """write(file object) into a unique temporary file beside `path`, then rename it to `path`; stale temporaries
+    of `path` are removed first, and on an error (a full disk) the temporary goes and OSError names file and space."""
+    path = Path(path)
+    clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if not isinstance(exc, (OSError, RuntimeError)):
+            raise
+        free = shutil.disk_usage(path.parent).free / 2 ** 20
+        raise OSError(getattr(exc, "errno", None) or errno.EIO,
+                      f"could not write {path} ({exc}); {free:,.0f} MiB free in {path.parent}: free some space "
+                      f"or write to another folder (e.g. set GAN_CHECKPOINT_DIR)") from exc
+    return path
+
+
+def write_json(path, obj, indent=1):
+    """Write `obj` as JSON to `path` atomically (a reader finds the old file or the new one, never a part)."""
+    return save_atomic(Path(path), lambda f: f.write(json.dumps(obj, indent=indent).encode()))
+
+
+def read_json(path, default=None):
+    """The JSON content of `path` (`default` when there is no file); ValueError naming a damaged file."""
+    path = Path(path)
+    if default is not None and not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): restore it (e.g. git checkout it) or delete it") from None
+
+
 def save_checkpoint(path, G, D, opt_g, opt_d, step, epoch, history):
     """Write the training state to `path` (~ expanded) atomically (temporary file, then rename); refuses NaN/inf."""
     path = Path(path).expanduser()
     if not all_finite(G, D):
         raise ValueError(f"G or D has NaN or infinite weights: no checkpoint written to {path}")
-    folder = checkpoint_folder(path)
+    checkpoint_folder(path)
     state = _to_cpu({"format": FORMAT, "G": G.state_dict(), "D": D.state_dict(),
                      "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                      "types": {"opt_g": type(opt_g).__name__, "opt_d": type(opt_d).__name__},
                      "step": int(step), "epoch": int(epoch), "history": history, "rng": get_rng_state()})
     state["checksum"] = checksum(state)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    return save_atomic(path, lambda f: torch.save(state, f))
+
+
+def load_file(path, what="checkpoint"):
+    """torch.load(path) of plain data only (weights_only, on the CPU); CheckpointError naming the file otherwise."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
+        if "Weights only load failed" in str(exc) and reason:      # a pickled object named: not plain data
+            raise CheckpointError(f"{path} holds pickled Python objects, not plain data ({reason}): refused, "
+                                  f"since loading them could run code. Delete it, or use another {what}.") from None
+        exc_text = "its bytes are not a file that torch.save wrote"
+    except Exception as exc:
+        exc_text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    raise CheckpointError(f"{path} is not a readable {what} (corrupted or truncated?): {exc_text}. "
+                          f"Delete it, or load an earlier {what}.")
 
 
 def _check_model(name, model, saved):
@@ -161,6 +231,9 @@ def _check_optimizer(name, opt, saved, saved_type):
     params = [p for g in opt.param_groups for p in g["params"]]
     for index, entries in saved.get("state", {}).items():
         for key, t in entries.items():
+            if key in NONNEGATIVE and torch.is_tensor(t) and not bool((t >= 0).all()):
+                raise CheckpointError(f"the checkpoint's {name} state '{key}' of parameter {index} has negative "
+                                      f"or NaN values (a crafted or damaged file): use another checkpoint")
             if torch.is_tensor(t) and t.ndim > 0 and tuple(t.shape) != tuple(params[index].shape):
                 raise CheckpointError(f"the checkpoint's {name} state '{key}' of parameter {index} has shape "
                                       f"{tuple(t.shape)}, not {tuple(params[index].shape)}: were opt_g and "
@@ -169,12 +242,16 @@ def _check_optimizer(name, opt, saved, saved_type):
 
 def _check_progress(state):
     step, epoch, history = state["step"], state["epoch"], state["history"]
-    if not (isinstance(step, int) and step >= 0 and isinstance(epoch, int) and epoch >= 0):
-        raise CheckpointError(f"the checkpoint's step {step!r} and epoch {epoch!r} must be ints >= 0")
+    if not (isinstance(step, int) and step >= 0 and isinstance(epoch, int) and 0 <= epoch <= step):
+        raise CheckpointError(f"the checkpoint's step {step!r} and epoch {epoch!r} must be ints, 0 <= epoch <= step")
     if not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())
             and len({len(v) for v in history.values()}) <= 1
             and all(isinstance(x, (int, float)) for v in history.values() for x in v)):
         raise CheckpointError("the checkpoint's history is not a dict of equally long lists of numbers")
+    steps, epochs = history.get("step") or [step], history.get("epoch") or [epoch - 1]
+    if steps[-1] != step or not epochs[-1] < epoch:
+        raise CheckpointError(f"the checkpoint's step {step} and epoch {epoch} disagree with its history (last row: "
+                              f"step {steps[-1]}, epoch {epochs[-1]}): a crafted or damaged file")
 
 
 def _load_optimizer(name, opt, saved):
@@ -184,22 +261,18 @@ def _load_optimizer(name, opt, saved):
     notes = []
     for group, settings in zip(opt.param_groups, mine):
         notes += [f"{name} {k}={v} (checkpoint: {group[k]})" for k, v in settings.items()
-                  if k in group and repr(group[k]) != repr(v)]
+                  if k in group and k not in IMPLEMENTATION and repr(group[k]) != repr(v)]
         group.update(settings)
     return ", ".join(notes)
 
 
-def load_checkpoint(path, G, D, opt_g=None, opt_d=None, restore_rng=True):
-    """Load a checkpoint into G, D (and the optimizers), which keep your lr and betas; returns {'step', 'epoch',
-    'history'}. All is checked first (checksum, shapes, types, values, RNGs): on a problem nothing changes."""
+def read_checkpoint(path):
+    """The checked content of a checkpoint file (format, checksum, step, epoch and history), without its checksum;
+    CheckpointError naming the file when it is not one (FileNotFoundError when there is none)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupted or truncated?): {exc}. "
-                              f"Delete it, or load an earlier checkpoint.") from None
+    state = load_file(path)
     if not isinstance(state, dict) or any(k not in state for k in KEYS) or state["format"] != FORMAT:
         raise CheckpointError(f"{path} is not a gan_utils checkpoint (format {FORMAT}, with types and a checksum); "
                               f"save checkpoints with gan_utils.checkpoints.save_checkpoint")
@@ -207,12 +280,22 @@ def load_checkpoint(path, G, D, opt_g=None, opt_d=None, restore_rng=True):
     if checksum(state) != saved_sum:
         raise CheckpointError(f"{path} is corrupted or truncated: its content does not match its checksum. "
                               f"Delete it, or load an earlier checkpoint.")
+    try:
+        _check_progress(state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return state
+
+
+def load_checkpoint(path, G, D, opt_g=None, opt_d=None, restore_rng=True):
+    """Load a checkpoint into G, D (and the optimizers), which keep your lr and betas; returns {'step', 'epoch',
+    'history'}. All is checked first (checksum, shapes, types, values, RNGs): on a problem nothing changes."""
+    state = read_checkpoint(path)
     _check_model("G", G, state["G"])
     _check_model("D", D, state["D"])
     for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)):
         if opt is not None:
             _check_optimizer(name, opt, state[name], state["types"].get(name))
-    _check_progress(state)
     if restore_rng:
         _check_rng_state(state["rng"])
     G.load_state_dict(state["G"])                # copies onto the models' own devices
@@ -243,7 +326,8 @@ class Checkpoint:
         if not (self.resume and self.path.is_file()):
             return None
         state = load_checkpoint(self.path, *self.objects)
-        print(f"Resumed from {self.path}: epoch {state['epoch']}, step {state['step']}")
+        if state["step"]:
+            print(f"Resumed from {self.path}: epoch {state['epoch']}, step {state['step']}")
         return state
 
     def epoch_end(self, step, epochs_done, last, history):

@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from .models import check_labels
+
 
 # ----------------------------------------------------------------------------- toy targets
 def sample_gaussian_1d(n, mu=4.0, sigma=1.25, device="cpu"):
@@ -74,18 +76,19 @@ def make_noise(dim, kind="normal", device="cpu"):
 # ----------------------------------------------------------------------------- minibatches
 class TensorBatches:
     """Shuffled minibatches (batch_size, *item_shape) of a tensor in memory, a new order each epoch, the last partial
-    batch dropped. labels (N,) int64: yield (images, labels) pairs, for a conditional GAN."""
+    batch dropped. labels (N,) int64 (int32, uint8), in [0, n_classes) (checked once): yield (images, labels) pairs,
+    for a conditional GAN."""
 
-    def __init__(self, data, batch_size, labels=None):
+    def __init__(self, data, batch_size, labels=None, n_classes=None):
         if not torch.is_tensor(data) or data.ndim < 2:
             raise ValueError("data must be a tensor of shape (N, ...) with one example per row")
         if not 1 <= batch_size <= len(data):
             raise ValueError(f"batch_size must be between 1 and the {len(data)} examples, got {batch_size}")
-        if labels is not None and (not torch.is_tensor(labels) or labels.shape != (len(data),)
-                                   or labels.dtype.is_floating_point or labels.device != data.device):
-            raise ValueError(f"labels must be an integer tensor of shape ({len(data)},) on {data.device}, one class "
-                             f"per example, got {labels.dtype if torch.is_tensor(labels) else type(labels).__name__} "
-                             f"{tuple(labels.shape) if torch.is_tensor(labels) else ''}")
+        if labels is not None:   # checked once here, so that no training step reads labels back to the host
+            if torch.is_tensor(labels) and labels.device != data.device:
+                raise ValueError(f"labels must be on the data's device {data.device}, got {labels.device}")
+            top = n_classes if n_classes is not None else int(labels.max()) + 1 if torch.is_tensor(labels) and labels.numel() else 1
+            check_labels(labels, len(data), top, "TensorBatches", values=True)
         self.data, self.batch_size, self.labels = data, batch_size, labels
 
     def __len__(self):

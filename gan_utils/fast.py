@@ -3,8 +3,10 @@ The real batch is copied into a static buffer, the noise drawn inside the graph 
 outputs are static tensors overwritten by the next replay, the optimizers run with capturable=True.
 The lr and the optimizers' state tensors are fixed at capture: after load_state_dict (a NaN-guard restore, a
 resume) or a new lr the step functions raise; call `fast_steps` again. On a CPU, or when capture fails,
-`fast_steps` returns the eager steps with a one-line message."""
+`fast_steps` returns the eager steps with a one-line message; d_fn.captured says which (GAN_FAST_STRICT=1: a failed
+capture raises). `_cuda` and CAPTURE_DEVICES are the seam the CPU tests fake a capture through."""
 import copy
+import os
 import time
 
 import torch
@@ -12,6 +14,7 @@ import torch
 from .losses import get_loss
 from .steps import d_step, eager_steps, g_step
 
+_cuda, CAPTURE_DEVICES = torch.cuda, ("cuda",)
 STALE = ("the optimizers' state or learning rate changed after the CUDA graphs were captured "
          "(load_state_dict, a NaN-guard restore, a resume, a new lr): call fast_steps again to re-capture")
 
@@ -23,29 +26,34 @@ def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, verbose=True):
     loss_g, detached (on CUDA reused by the next call). Other batch shapes run eagerly. The warm-up steps are
     undone (models, optimizers, RNG), so training starts from the same state as eager."""
     loss = get_loss(loss) if isinstance(loss, str) else loss
-    eager = eager_steps(G, D, opt_g, opt_d, noise, loss)
     device = next(D.parameters()).device
-    if device.type != "cuda":
-        _say(verbose, f"fast path: no CUDA graphs on {device.type}; training eagerly with d_step/g_step")
-        return eager
+    if device.type not in CAPTURE_DEVICES:
+        return _eager(G, D, opt_g, opt_d, noise, loss, verbose, f"no CUDA graphs on {device.type}")
     if not torch.is_tensor(real_example):
-        _say(verbose, "fast path: (images, labels) batches of a conditional GAN are not captured; "
-                      "training eagerly with d_step/g_step")
-        return eager
+        return _eager(G, D, opt_g, opt_d, noise, loss, verbose,
+                      "(images, labels) batches of a conditional GAN are not captured")
     saved = _snapshot(G, D, opt_g, opt_d, device)
-    start, stream = time.perf_counter(), torch.cuda.current_stream(device)
+    start, stream = time.perf_counter(), _cuda.current_stream(device)
     try:
         steps = _capture(G, D, opt_g, opt_d, noise, loss, real_example.to(device), saved)
     except Exception as exc:   # any failure: put everything back and train eagerly
         _end_failed_capture(stream, device)
         for obj, state in zip((G, D, opt_g, opt_d), saved[:4]):
             obj.load_state_dict(state)
-        torch.cuda.set_rng_state(saved[4], device)
-        first_line = (str(exc).strip().splitlines() or [""])[0][:120]
-        _say(verbose, f"fast path: CUDA graph capture failed ({type(exc).__name__}: {first_line}); "
-                      f"training eagerly with d_step/g_step")
-        return eager
+        _cuda.set_rng_state(saved[4], device)
+        why = f"CUDA graph capture failed ({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]})"
+        if os.environ.get("GAN_FAST_STRICT") == "1":
+            raise RuntimeError(f"fast path: {why}") from exc
+        return _eager(G, D, opt_g, opt_d, noise, loss, verbose, why)
     _say(verbose, f"fast path: D and G steps captured as CUDA graphs ({time.perf_counter() - start:.1f} s)")
+    return steps
+
+
+def _eager(G, D, opt_g, opt_d, noise, loss, verbose, why):
+    """The eager steps, marked not captured, with a one-line message saying why."""
+    steps = eager_steps(G, D, opt_g, opt_d, noise, loss)
+    steps[0].captured = steps[1].captured = False
+    _say(verbose, f"fast path: {why}; training eagerly with d_step/g_step")
     return steps
 
 
@@ -56,15 +64,15 @@ def _say(verbose, message):
 
 def _end_failed_capture(stream, device):
     """After a failed capture: back to the caller's stream, and one tiny capture resets the RNG's capture mode."""
-    torch.cuda.set_stream(stream)
-    torch.cuda.synchronize(device)
-    with torch.cuda.device(device), torch.cuda.graph(torch.cuda.CUDAGraph()):
+    _cuda.set_stream(stream)
+    _cuda.synchronize(device)
+    with _cuda.device(device), _cuda.graph(_cuda.CUDAGraph()):
         torch.zeros(1, device=device)
 
 
 def _snapshot(G, D, opt_g, opt_d, device):
     """Copies of everything a warm-up step changes: (G, D, opt_g, opt_d state dicts, CUDA RNG state)."""
-    return (*(copy.deepcopy(obj.state_dict()) for obj in (G, D, opt_g, opt_d)), torch.cuda.get_rng_state(device))
+    return (*(copy.deepcopy(obj.state_dict()) for obj in (G, D, opt_g, opt_d)), _cuda.get_rng_state(device))
 
 
 @torch.no_grad()
@@ -80,7 +88,7 @@ def _restore_in_place(G, D, opt_g, opt_d, saved, device):
             for key, tensor in opt.state[p].items():
                 if torch.is_tensor(tensor):
                     tensor.copy_(old[key]) if key in old else tensor.zero_()
-    torch.cuda.set_rng_state(saved[4], device)
+    _cuda.set_rng_state(saved[4], device)
 
 
 def _make_capturable(opt):
@@ -113,19 +121,19 @@ def _capture(G, D, opt_g, opt_d, noise, loss, real_example, saved, warmup=3):
     device = real_example.device
     _make_capturable(opt_g), _make_capturable(opt_d)
     static_real = real_example.detach().clone()
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):   # warm-up: cuBLAS handles, autograd, the optimizers' state
+    side = _cuda.Stream(device)
+    side.wait_stream(_cuda.current_stream(device))
+    with _cuda.stream(side):   # warm-up: cuBLAS handles, autograd, the optimizers' state
         for _ in range(warmup):
             d_step(G, D, opt_d, static_real, noise, loss)
             g_step(G, D, opt_g, static_real, noise, loss)
-    torch.cuda.current_stream(device).wait_stream(side)
+    _cuda.current_stream(device).wait_stream(side)
     for p in (*G.parameters(), *D.parameters()):   # the graphs allocate their own gradients
         p.grad = None
-    graph_d, graph_g = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph_d):
+    graph_d, graph_g = _cuda.CUDAGraph(), _cuda.CUDAGraph()
+    with _cuda.graph(graph_d):
         out_d = d_step(G, D, opt_d, static_real, noise, loss)
-    with torch.cuda.graph(graph_g):
+    with _cuda.graph(graph_g):
         out_g = g_step(G, D, opt_g, static_real, noise, loss)
     _restore_in_place(G, D, opt_g, opt_d, saved, device)
     check = _staleness_check(opt_g, opt_d)
@@ -146,4 +154,5 @@ def _capture(G, D, opt_g, opt_d, noise, loss, real_example, saved, warmup=3):
         graph_g.replay()
         return out_g
 
+    d_fn.captured = g_fn.captured = True
     return d_fn, g_fn

@@ -181,6 +181,8 @@ def matching_aware_loss(n_classes=10, real_label=1.0):
         L_D = -log D(x, y) - 1/2 [log(1 - D(x, y')) + log(1 - D(G(z, y), y))],  y' a random other label;
         L_G = -log D(G(z, y), y)  (non-saturating).
     D must come bound to the batch's labels, as `train_gan` binds it for (images, labels) batches."""
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+        raise ValueError(f"n_classes must be an int >= 2 (a wrong label needs another class), got {n_classes!r}")
     def d_loss(D, real, fake):
         if not hasattr(D, "y"):
             raise TypeError("matching_aware_loss is for conditional GANs: train on (images, labels) batches, "

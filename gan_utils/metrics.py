@@ -10,15 +10,24 @@ from .data import check_pixels
 from .steps import generate
 
 
-def _numpy(x):
+def _numpy(x):   # to the CPU before float64: MPS has none
     return x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=float)
+
+
+def _samples_1d(samples, sigma, who):
+    """Sorted 1D samples of (n,) or (n, 1); ValueError for other shapes, no samples, NaN or sigma <= 0."""
+    x = _numpy(samples)
+    if x.ndim not in (1, 2) or x.shape[1:] not in ((), (1,)) or not len(x) or not sigma > 0 or not np.isfinite(x).all():
+        raise ValueError(f"{who}: need finite samples of shape (n,) or (n, 1) with n >= 1 and sigma > 0, got shape "
+                         f"{x.shape} ({int((~np.isfinite(x)).sum())} NaN or infinite) and sigma {sigma}")
+    return np.sort(x.ravel())
 
 
 def w1_to_gaussian(samples, mu, sigma):
     """Wasserstein-1 distance between the samples' distribution and N(mu, sigma^2):
         W1 = int_0^1 |F^-1(u) - Phi^-1_{mu,sigma}(u)| du  ~  mean_i |x_(i) - q_i|,
     with x_(i) sorted and q_i the target's quantile at u_i = (i + 1/2) / n. samples: (n,) or (n, 1)."""
-    x = np.sort(_numpy(samples).ravel())
+    x = _samples_1d(samples, sigma, "w1_to_gaussian")
     u = (np.arange(len(x)) + 0.5) / len(x)
     return float(np.mean(np.abs(x - stats.norm.ppf(u, loc=mu, scale=sigma))))
 
@@ -26,9 +35,7 @@ def w1_to_gaussian(samples, mu, sigma):
 def ks_to_gaussian(samples, mu, sigma):
     """Kolmogorov-Smirnov statistic sup_x |F_n(x) - Phi_{mu,sigma}(x)| against N(mu, sigma^2); samples: (n,) or
     (n, 1). D = max_i max(i / n - u_i, u_i - (i - 1) / n), u_i = Phi((x_(i) - mu) / sigma), x sorted."""
-    x = np.sort(_numpy(samples).ravel())
-    if len(x) == 0 or sigma <= 0:
-        raise ValueError(f"need at least one sample and sigma > 0, got {len(x)} samples and sigma {sigma}")
+    x = _samples_1d(samples, sigma, "ks_to_gaussian")
     u = stats.norm.cdf((x - mu) / sigma)
     i = np.arange(1, len(x) + 1)
     return float(max(np.max(i / len(x) - u), np.max(u - (i - 1) / len(x))))
@@ -71,6 +78,9 @@ def mode_metrics(samples, centers, std, min_count=None):
     sample), modes_min_count (>= min_count, default 20 per 2,500 samples), high_quality (fraction) and
     kl_to_uniform (of the modes' histogram, nats; nan without any)."""
     s, c = _numpy(samples), _numpy(centers)
+    if s.ndim != 2 or c.ndim != 2 or s.shape[1] != c.shape[1] or not len(s) or not len(c) or not std > 0:
+        raise ValueError(f"mode_metrics: need samples (n, d) and centers (m, d) with n, m >= 1 and std > 0, got "
+                         f"shapes {s.shape}, {c.shape} and std {std}")
     d = np.linalg.norm(s[:, None, :] - c[None, :, :], axis=2)
     nearest, dist = d.argmin(1), d.min(1)
     good = dist <= 3 * std
@@ -83,6 +93,9 @@ def mode_metrics(samples, centers, std, min_count=None):
 def kl_to_uniform(counts):
     """KL(q || uniform) = sum_k q_k log(m q_k) in nats, q = counts / sum; counts: (m,) -> float (nan if all 0)."""
     counts = np.asarray(counts, dtype=float)
+    if counts.ndim != 1 or not len(counts) or not np.isfinite(counts).all() or (counts < 0).any():
+        raise ValueError(f"kl_to_uniform: counts must be a 1D array of finite non-negative counts, got "
+                         f"{counts.tolist()[:12]}")
     if counts.sum() == 0:
         return float("nan")
     q = counts[counts > 0] / counts.sum()
@@ -178,8 +191,8 @@ def parzen_log_likelihoods(centers, x, sigmas, batch_size=500):
     sig = torch.as_tensor(np.asarray(sigmas, dtype=float).reshape(-1))
     if len(sig) == 0 or not (sig > 0).all():
         raise ValueError(f"sigmas must be positive kernel widths, got {sig.tolist()}")
-    mu = torch.as_tensor(centers).reshape(len(centers), -1).double().cpu()
-    x = torch.as_tensor(x).reshape(len(x), -1).double().cpu()
+    mu = torch.as_tensor(centers).reshape(len(centers), -1).cpu().double()   # CPU first: MPS has no float64
+    x = torch.as_tensor(x).reshape(len(x), -1).cpu().double()
     n, d = mu.shape
     mu_sq = (mu ** 2).sum(1)
     out = []
@@ -221,12 +234,14 @@ def nearest_neighbours(x, reference, batch_size=500):
 
 
 def evaluate_generator(G, split, classifier, n=10_000, n_valid=1000, n_test=None):
-    """Notebook 03's evaluation of G on an `mnist_split`, n samples (n, 1, 28, 28) from noise seeded 2:
+    """Notebook 03's evaluation of G on an `mnist_split`, n samples (n, 1, 28, 28) from noise seeded 2 (a conditional
+    G, n_classes > 0: labels y = arange(n) % n_classes, every class equally often):
     {'samples', 'counts', 'hist', 'fd' (classifier_frechet vs the test images), 'parzen' (sigma on n_valid
     validation images, scored on the first n_test test images, None: all)}."""
     device = next(G.parameters()).device
     z = torch.randn(n, G.noise_dim, generator=torch.Generator().manual_seed(2)).to(device)
-    samples = generate(G, z).cpu()
+    n_classes = getattr(G, "n_classes", 0)
+    samples = generate(G, z, torch.arange(n, device=device) % n_classes if n_classes else None).cpu()
     counts = class_histogram(samples, classifier)
     test = split["x_test"] if n_test is None else split["x_test"][:n_test]
     n_ref = min(n, len(test))
@@ -248,16 +263,21 @@ def checkerboard_score(images, stride):
     grid bin (u, v) != (0, 0), multiples of (H/stride, W/stride), 10 log10(P[u, v] / median of its 8 off-grid
     neighbours, wrapping). 0 dB: no peak (MNIST test -0.03 dB).
     images: (N, C, H, W), any range; stride: G's total upsampling factor (4 for 7 -> 14 -> 28).
+    A bin with no power around it scores 0 dB if it has none either (constant images, a collapsed G: no checkerboard),
+    else +inf dB (a pure grid pattern); a powerless bin among powered ones -inf dB. NaN or inf pixels are refused.
     Returns {'mean_db': mean over the grid bins, 'nyquist_db': bin (H/2, W/2) or None, 'bins_db': {(u, v): dB}}."""
     if not torch.is_tensor(images) or images.ndim != 4 or len(images) == 0:
         raise ValueError(f"checkerboard_score expects a tensor of images (N, C, H, W), got "
                          f"{tuple(images.shape) if torch.is_tensor(images) else type(images).__name__}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"checkerboard_score: {int((~torch.isfinite(images)).sum())} pixels are NaN or infinite; "
+                         f"check the generator (did training diverge?) before scoring its samples")
     h, w = images.shape[2:]
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 2 or h % stride or w % stride \
             or h // stride < 2 or w // stride < 2:
         raise ValueError(f"stride must be G's total upsampling factor, an int >= 2 that divides the image "
                          f"size {h}x{w} with at least 2 bins between grid lines (4 for 7 -> 14 -> 28), got {stride!r}")
-    x = images.detach().double()
+    x = images.detach().cpu().double()                                              # MPS has no float64
     x = x - x.mean(dim=(2, 3), keepdim=True)
     power = (torch.fft.fft2(x).abs() ** 2).mean(dim=(0, 1)).cpu()                   # (H, W)
     du, dv = h // stride, w // stride
@@ -266,7 +286,10 @@ def checkerboard_score(images, stride):
     def score(u, v):
         near = [power[(u + a) % h, (v + b) % w] for a in (-1, 0, 1) for b in (-1, 0, 1)
                 if not on_grid((u + a) % h, (v + b) % w)]
-        return 10 * math.log10(power[u, v] / torch.stack(near).quantile(0.5))
+        peak, median = power[u, v], torch.stack(near).quantile(0.5)
+        if peak > 0 < median:
+            return 10 * math.log10(peak / median)
+        return 0.0 if peak == median else math.copysign(math.inf, peak - median)
 
     bins = {(u, v): score(u, v) for u in range(0, h, du) for v in range(0, w, dv) if (u, v) != (0, 0)}
     nyquist = score(h // 2, w // 2) if h % 2 == 0 and w % 2 == 0 else None

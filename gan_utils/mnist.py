@@ -24,6 +24,11 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
+# The same for Fashion-MNIST (zalandoresearch; its .gz files: 8d4fb7e6..., 25c81989..., bef4ecab..., bb300cfd...).
+FASHION_MNIST_MD5 = {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                     "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+                     "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+                     "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"}
 DATASETS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 CHECKOUT_DIR = Path(__file__).resolve().parent.parent   # the repository, when run from a checkout
@@ -63,11 +68,12 @@ def read_idx(path, md5=None):
     raw = _read_bytes(path)
     digest = hashlib.md5(raw).hexdigest() if md5 is not None else None
     if digest != md5:
-        known = {v: k for k, v in MNIST_MD5.items()}.get(digest)
+        known = {v: f"{name}'s {k}" for name, table in (("MNIST", MNIST_MD5), ("Fashion-MNIST", FASHION_MNIST_MD5))
+                 for k, v in table.items()}.get(digest)
         raise ValueError(f"{path}: its decompressed bytes have md5 {digest}, expected {md5} (the published file): "
                          + (f"it holds {known} (files swapped or renamed?). " if known else "it is corrupt, truncated "
-                            "or not MNIST. ") + f"Keep it; put a good copy (gzipped or plain) in another folder's "
-                         f"MNIST/raw/ and set {DATA_DIR_VARIABLE} to that folder, or download one with internet.")
+                            "or not the dataset. ") + f"Keep it; put a good copy (gzipped or plain) in another "
+                         f"folder's {path.parent.parent.name}/raw/ and set {DATA_DIR_VARIABLE} to it, or download one.")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (corrupt or truncated?)")
     ndim = raw[3]
@@ -81,26 +87,37 @@ def read_idx(path, md5=None):
 
 
 def _find_split(raw_dir, prefix):
-    """Paths of one split's images and labels files in raw_dir (plain or .gz), or None if either is missing."""
+    """One split's [images, labels], each its copies in raw_dir (plain, then .gz); None if one is missing."""
     found = []
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
-        name = f"{prefix}-{kind}"
-        path = next((p for p in (raw_dir / name, raw_dir / f"{name}.gz") if p.is_file()), None)
-        if path is None:
+        paths = [p for p in (raw_dir / f"{prefix}-{kind}", raw_dir / f"{prefix}-{kind}.gz") if p.is_file()]
+        if not paths:
             return None
-        found.append(path)
+        found.append(paths)
     return found
 
 
 def _expected_md5(dataset, path):
-    """The published md5 of the decompressed file (MNIST), or None (no check)."""
-    return MNIST_MD5.get(Path(path).name.removesuffix(".gz")) if dataset == "mnist" else None
+    """The published md5 of the decompressed file."""
+    return (MNIST_MD5 if dataset == "mnist" else FASHION_MNIST_MD5)[Path(path).name.removesuffix(".gz")]
+
+
+def _read_checked(dataset, paths):
+    """(data, path) of the first of `paths` (copies of one file) whose md5 is the published one; a bad copy beside a
+    good one is named in a warning; if none is good, the first one's error."""
+    try:
+        return read_idx(paths[0], _expected_md5(dataset, paths[0])), paths[0]
+    except ValueError as exc:
+        if len(paths) == 1 or _expected_md5(dataset, paths[1]) != hashlib.md5(_read_bytes(paths[1])).hexdigest():
+            raise
+        warnings.warn(f"{exc} Using {paths[1]} instead.", stacklevel=4)
+        return read_idx(paths[1], _expected_md5(dataset, paths[1])), paths[1]
 
 
 def _read_split(dataset, files):
     """Images (N, 28, 28) and labels (N,) of one split, checked: md5, shapes, label range."""
-    images = read_idx(files[0], _expected_md5(dataset, files[0]))
-    labels = read_idx(files[1], _expected_md5(dataset, files[1]))
+    (images, image_file), (labels, label_file) = _read_checked(dataset, files[0]), _read_checked(dataset, files[1])
+    files = [image_file, label_file]
     if images.ndim == 1 and labels.ndim == 3:
         raise ValueError(f"{files[0]} holds labels and {files[1]} holds images: the two files are swapped")
     if images.shape[1:] != (28, 28):
@@ -187,9 +204,9 @@ def load_images(dataset="mnist", train=True, root=None, device="cpu", pixels="01
     files, split, error = _load_files(dataset, train, root, download)
     if files is None:
         raw_dir = root / DATASETS[dataset] / "raw"
-        hint = (f"apt-get install dataset-fashion-mnist, then gan_utils.install_debian_fashion_mnist()"
-                if dataset == "fashion_mnist" else
-                f"torchvision.datasets.MNIST('{root}', train=True, download=True) on a machine with internet")
+        hint = (f"torchvision.datasets.{DATASETS[dataset]}('{root}', train=True, download=True) with internet"
+                + (", or offline: apt-get install dataset-fashion-mnist, then gan_utils.install_debian_fashion_mnist()"
+                   if dataset == "fashion_mnist" else ""))
         raise FileNotFoundError(
             f"No {dataset} files in {raw_dir} (looked for {'train' if train else 't10k'}-images-idx3-ubyte"
             f"[.gz] and its labels file; data root from {_root_source(root)}) and the download failed "
@@ -226,6 +243,9 @@ def mnist_split(root=None, device="cpu", download=True, dataset="mnist"):
         warnings.simplefilter("ignore", UserWarning)
         x, y, info = load_images(dataset, train=True, root=root, pixels="01", download=download)
     if info["split"] == "train":
+        if len(x) < 51000:
+            raise ValueError(f"the {dataset} training split in {info['root']} has {len(x)} images, not 60,000: "
+                             f"are the train-* and t10k-* files swapped or cut? Restore the published files")
         xt, yt, _ = load_images(dataset, train=False, root=root, pixels="01", download=download)
         idx = {"train": torch.arange(0, 50000), "valid": torch.arange(50000, 51000), "test": torch.arange(len(xt))}
         parts = {"train": (x, y), "valid": (x, y), "test": (xt, yt)}
@@ -254,7 +274,8 @@ def mnist_split(root=None, device="cpu", download=True, dataset="mnist"):
 
 def install_debian_fashion_mnist(root=None, source=DEBIAN_FASHION_DIR):
     """Decompress Debian's Fashion-MNIST (apt-get install dataset-fashion-mnist) into <root>/FashionMNIST/raw,
-    root defaulting to `user_cache_dir()`, where `load_images('fashion_mnist')` finds it."""
+    root defaulting to `user_cache_dir()`, where `load_images('fashion_mnist')` finds it. Each file is written under
+    a temporary name, md5-checked, then renamed; a good file already there is kept, a bad one replaced."""
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source} does not exist: run `apt-get install dataset-fashion-mnist`")
@@ -262,6 +283,14 @@ def install_debian_fashion_mnist(root=None, source=DEBIAN_FASHION_DIR):
     raw_dir.mkdir(parents=True, exist_ok=True)
     for gz in sorted(source.glob("*-ubyte.gz")):
         target = raw_dir / gz.name[:-3]
-        if not target.exists():
-            target.write_bytes(gzip.open(gz, "rb").read())
+        if target.is_file() and hashlib.md5(target.read_bytes()).hexdigest() == _expected_md5("fashion_mnist", target):
+            continue   # a good copy; a truncated or wrong leftover is replaced
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=raw_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_read_bytes(gz))
+            read_idx(tmp, _expected_md5("fashion_mnist", target))
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     return raw_dir

@@ -6,11 +6,17 @@ import torch
 from torch import nn
 
 
-def _check_input(x, expected, who):
-    """Raise a clear error when a batch does not have the feature size a model expects."""
+def _check_input(model, x, expected, y=None):
+    """Raise a clear error unless x is a batch of `expected` values per example of the model's dtype (no sync)."""
+    who, dtype = type(model).__name__, next(model.parameters()).dtype
+    if y is not None:
+        raise ValueError(f"{who} takes no labels: a conditional GAN needs DCGAN models built with n_classes=10")
     if x.ndim < 2 or math.prod(x.shape[1:]) != expected:
         raise ValueError(f"{who} expects a batch of shape (N, {expected}) (or images with {expected} "
                          f"values each), got {tuple(x.shape)}; check noise_dim / data_dim")
+    if x.dtype != dtype:
+        raise ValueError(f"{who} has {dtype} weights but got a {x.dtype} batch: pass x.to({dtype}) (numpy gives "
+                         f"float64), or convert the model")
 
 
 class VirtualBatchNorm(nn.Module):
@@ -72,8 +78,8 @@ class MLPGenerator(nn.Module):
             if isinstance(m, VirtualBatchNorm):
                 m.n_ref = len(z_ref)
 
-    def forward(self, z):
-        _check_input(z, self.noise_dim, "MLPGenerator")
+    def forward(self, z, y=None):
+        _check_input(self, z, self.noise_dim, y)
         if self.z_ref is not None:  # virtual batch norm: reference rows go first, then dropped
             return self.net(torch.cat([self.z_ref, z]))[len(self.z_ref):].view(-1, *self.out_shape)
         return self.net(z).view(-1, *self.out_shape)
@@ -112,16 +118,16 @@ class MLPDiscriminator(nn.Module):
         self.minibatch = MinibatchDiscrimination(d, minibatch) if minibatch else None
         self.head = nn.Linear(d + minibatch, 1)
 
-    def features(self, x):
+    def features(self, x, y=None):
         """The last hidden layer, (N // pack, widths[-1])."""
-        _check_input(x, self.in_dim, "MLPDiscriminator")
+        _check_input(self, x, self.in_dim, y)
         if len(x) % self.pack:
             raise ValueError(f"a packed D (pack={self.pack}) needs a batch size that is a multiple of "
                              f"{self.pack}, got {len(x)}")
         return self.body(x.reshape(len(x) // self.pack, self.pack * self.in_dim))
 
-    def forward(self, x):
-        h = self.features(x)
+    def forward(self, x, y=None):
+        h = self.features(x, y)
         return self.head(h if self.minibatch is None else self.minibatch(h))
 
 
@@ -158,13 +164,13 @@ class MaxoutDiscriminator(nn.Module):
                                   nn.Dropout(dropout), Maxout(units, units, pieces), nn.Dropout(dropout))
         self.head = nn.Linear(units, 1)
 
-    def features(self, x):
+    def features(self, x, y=None):
         """The second maxout layer, (N, units)."""
-        _check_input(x, self.in_dim, "MaxoutDiscriminator")
+        _check_input(self, x, self.in_dim, y)
         return self.body(x)
 
-    def forward(self, x):
-        return self.head(self.features(x))
+    def forward(self, x, y=None):
+        return self.head(self.features(x, y))
 
 
 def dcgan_init(module):
@@ -185,8 +191,15 @@ def _dcgan_sizes(image_size):
     raise ValueError(f"image_size must be 28, 32 or 64, got {image_size}")
 
 
-def _check_labels(y, n, n_classes, who):
-    """Raise a clear error unless y fits a model built with n_classes (0: unconditional) and a batch of n."""
+def _n_classes(n_classes, who):
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 0:
+        raise ValueError(f"{who}: n_classes must be an int >= 0 (0: unconditional, 10 for digits), got {n_classes!r}")
+    return n_classes
+
+
+def check_labels(y, n, n_classes, who, values=None):
+    """Raise a clear error unless y fits a model built with n_classes (0: unconditional) and a batch of n. values:
+    check y's range too, a host sync on a GPU: by default on the CPU only (TensorBatches and generate check once)."""
     if n_classes == 0:
         if y is not None:
             raise ValueError(f"{who} was built without labels (n_classes=0): call it without y, "
@@ -197,9 +210,9 @@ def _check_labels(y, n, n_classes, who):
                          f"model(inputs, y) with y an int64 tensor of shape (N,)")
     if not torch.is_tensor(y) or y.dtype not in (torch.int64, torch.int32, torch.uint8) or y.ndim != 1 or len(y) != n:
         got = f"{y.dtype} {tuple(y.shape)}" if torch.is_tensor(y) else type(y).__name__
-        raise ValueError(f"{who}: labels y must be an integer tensor of shape ({n},), one class index per "
-                         f"example (e.g. torch.tensor(labels).long()), got {got}")
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"{who}: labels y must be an integer tensor (int64, int32 or uint8) of shape ({n},), one "
+                         f"class index per example (e.g. torch.tensor(labels).long()), got {got}")
+    if (y.device.type == "cpu" if values is None else values) and len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"{who}: labels must be class indices in [0, {n_classes}), got values from "
                          f"{int(y.min())} to {int(y.max())}")
 
@@ -217,6 +230,7 @@ class DCGANGenerator(nn.Module):
         if pixels not in ("-11", "01"):
             raise ValueError(f"pixels must be '-11' (Tanh, data in [-1, 1]) or '01' (data in [0, 1]), got {pixels!r}")
         start, n_up = _dcgan_sizes(image_size)
+        n_classes = _n_classes(n_classes, "DCGANGenerator")
         self.pixels = pixels
         self.noise_dim, self.n_classes = noise_dim, n_classes
         self.embed = nn.Embedding(n_classes, embed_dim) if n_classes else None
@@ -236,8 +250,8 @@ class DCGANGenerator(nn.Module):
         self.apply(dcgan_init)
 
     def forward(self, z, y=None):
-        _check_input(z, self.noise_dim, "DCGANGenerator")
-        _check_labels(y, len(z), self.n_classes, "DCGANGenerator")
+        _check_input(self, z, self.noise_dim)
+        check_labels(y, len(z), self.n_classes, "DCGANGenerator")
         h = z.reshape(len(z), self.noise_dim)
         if self.embed is not None:
             h = torch.cat([h, self.embed(y.long())], dim=1)
@@ -261,6 +275,7 @@ class DCGANDiscriminator(nn.Module):
         if conditioning not in ("projection", "concat"):
             raise ValueError(f"conditioning must be 'projection' or 'concat', got {conditioning!r}")
         start, n_down = _dcgan_sizes(image_size)
+        n_classes = _n_classes(n_classes, "DCGANDiscriminator")
         self.in_shape = (channels, image_size, image_size)
         concat = bool(n_classes) and conditioning == "concat"
         layers, c_in, c = [], channels + concat, width
@@ -287,12 +302,12 @@ class DCGANDiscriminator(nn.Module):
             raise ValueError(f"DCGANDiscriminator expects images of shape (N, {', '.join(map(str, self.in_shape))}), "
                              f"got {tuple(x.shape)}")
         if self.label_map is not None:
-            _check_labels(y, len(x), self.n_classes, "DCGANDiscriminator")
+            check_labels(y, len(x), self.n_classes, "DCGANDiscriminator")
             x = torch.cat([x, self.label_map(y.long()).view(len(x), 1, *x.shape[2:])], dim=1)
         return self.body(x).flatten(1)
 
     def forward(self, x, y=None):
-        _check_labels(y, len(x), self.n_classes, "DCGANDiscriminator")
+        check_labels(y, len(x), self.n_classes, "DCGANDiscriminator")
         h = self.features(x, y)
         c = h.shape[1] // (self.head.kernel_size[0] ** 2)
         logit = self.head(h.view(len(x), c, *self.head.kernel_size)).view(-1, 1)

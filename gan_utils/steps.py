@@ -9,6 +9,7 @@
 import torch
 
 from .losses import clip_weights
+from .models import check_labels
 
 MAX_LR = 10.0  # far above any GAN learning rate; beyond it float32 updates overflow or explode
 
@@ -31,7 +32,9 @@ def make_optimizer(model, name="adam", lr=2e-4, **kwargs):
 def generate(G, z, y=None):
     """G's samples for noise z in evaluation mode (BatchNorm uses running statistics), without
     building a graph; G goes back to the mode it was in, also when G raises.
-    z: (N, noise_dim) -> (N, ...); y: (N,) int64 labels for a conditional G (G(z, y)), None otherwise."""
+    z: (N, noise_dim) -> (N, ...); y: (N,) int64 labels for a conditional G (G(z, y), checked once), None otherwise."""
+    if y is not None and getattr(G, "n_classes", 0):
+        check_labels(y, len(z), G.n_classes, type(G).__name__, values=True)
     was_training = G.training
     G.eval()
     try:

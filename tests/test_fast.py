@@ -1,6 +1,7 @@
 """gan_utils.fast.fast_steps: CUDA graphs on a GPU, the eager d_step/g_step elsewhere.
 
 Every test takes `device` (cpu, and cuda when there is a GPU; see conftest.py)."""
+import contextlib
 import copy
 
 import pytest
@@ -130,3 +131,65 @@ def test_fast_steps_capture_failure_falls_back_to_eager(device, capsys):
     assert all(torch.equal(a, b) for a, b in zip(before, G.state_dict().values()))
     d_fn(real, G, D)
     assert torch.isfinite(g_fn(real, G, D))
+
+
+class FakeCuda:
+    """torch.cuda as fast.py uses it, on the CPU: a 'capture' runs its block once, eagerly; replay() only counts.
+    fail=True: the first capture raises, as a step that reads a value back to the host does on a GPU."""
+
+    def __init__(self, fail=False):
+        self.fail, self.replays, self.captures = fail, 0, 0
+        self.Stream = lambda device=None: self
+        self.current_stream = lambda device=None: self
+        self.stream = self.device = lambda _: contextlib.nullcontext()
+        self.wait_stream = self.synchronize = self.set_stream = lambda *args: None
+        self.get_rng_state = lambda device=None: torch.get_rng_state()
+        self.set_rng_state = lambda state, device=None: torch.set_rng_state(state)
+
+    def CUDAGraph(self):
+        fake = self
+
+        class Graph:
+            def replay(self):
+                fake.replays += 1
+        return Graph()
+
+    @contextlib.contextmanager
+    def graph(self, _):
+        if self.fail:
+            self.fail = False
+            raise RuntimeError("operation not permitted when stream is capturing (fake)")
+        self.captures += 1
+        yield
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_fast_steps_capture_path_with_a_fake_graph(monkeypatch, capsys, fail):
+    """The capture code path on the CPU (CUDA faked): a capture reports 'captured', marks the steps captured=True,
+    undoes its warm-up steps and replays the graphs for the captured batch shape; a failed capture puts
+    everything back, reports 'training eagerly', marks captured=False, and raises under GAN_FAST_STRICT=1."""
+    fake = FakeCuda(fail)
+    monkeypatch.setattr(gan_utils.fast, "_cuda", fake)
+    monkeypatch.setattr(gan_utils.fast, "CAPTURE_DEVICES", ("cpu",))
+    G, D, _, _, noise, loss = _setup("cpu")
+    opt_g, opt_d = gan_utils.make_optimizer(G, "sgd"), gan_utils.make_optimizer(D, "sgd")   # no capturable on CPU
+    before = [copy.deepcopy(m.state_dict()) for m in (G, D)]
+    rng = torch.get_rng_state()
+    real = _batches(1, "cpu")[0]
+    d_fn, g_fn = fast_steps(G, D, opt_g, opt_d, noise, loss, real)
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1 and d_fn.captured is g_fn.captured is (not fail)
+    assert ("training eagerly" in out) is fail and ("captured as CUDA graphs" in out) is (not fail)
+    for model, state in zip((G, D), before):    # warm-up and capture undone
+        assert all(torch.equal(t, state[k]) for k, t in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)
+    out_d, out_g = d_fn(real, G, D), g_fn(real, G, D)
+    assert fake.replays == (0 if fail else 2) and fake.captures == (1 if fail else 2)   # a failure: one reset capture
+    assert d_fn(real, G, D) is out_d if not fail else torch.isfinite(out_g)
+    d_fn(real[:4], G, D)                         # another batch shape: eager, no replay
+    assert fake.replays == (0 if fail else 3)
+    if fail:
+        monkeypatch.setenv("GAN_FAST_STRICT", "1")
+        fake.fail = True
+        with pytest.raises(RuntimeError, match="fast path: CUDA graph capture failed"):
+            fast_steps(G, D, opt_g, opt_d, noise, loss, real)

@@ -7,6 +7,7 @@ from ..classifier import load_classifier
 from ..data import TensorBatches, make_noise
 from ..losses import matching_aware_loss
 from ..metrics import checkerboard_score, classifier_features, generator_scores
+from ..mnist import OFFLINE_SEED
 from ..models import DCGANDiscriminator, DCGANGenerator
 from ..runs import train_run
 from ..steps import generate, make_optimizer
@@ -31,7 +32,9 @@ def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, condi
     frechet, checker_db, nyquist_db (+ 'accuracy' if conditional). conditioning, minibatch: a conditional D's;
     fast: the CUDA-graph path. Returns (G, D, watcher, history)."""
     classifier = classifier if classifier is not None else load_classifier(split, device=device, verbose=False)
-    settings = {"data": split["protocol"], "n_train": len(split["x_train"]), "seed": seed, "noise_dim": 64,
+    settings = {"data": split["protocol"], "dataset": split.get("dataset", "mnist"), "n_train": len(split["x_train"]),
+                "n_valid": len(split["x_valid"]), "split_seed": OFFLINE_SEED if "offline" in split["protocol"] else None,
+                "seed": seed, "noise_dim": 64,
                 "batch": 128, "model": "dcgan", "width": width, "upsample": upsample, "conditional": conditional,
                 "lr": lr, "betas": list(betas), "loss": "nonsaturating", "epochs": epochs, "n_eval": 1000}
     if conditional:
@@ -50,7 +53,7 @@ def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, condi
     G, D, opt_g, opt_d = dcgan(64, width, upsample, 10 if conditional else 0, lr, betas, seed, device, conditioning,
                                minibatch if conditional else 0)
     x = split["x_train"].to(device)
-    data = TensorBatches(x, 128, labels=split["y_train"].to(device) if conditional else None)
+    data = TensorBatches(x, 128, labels=split["y_train"].to(device) if conditional else None, n_classes=10)
     watcher = Watcher(z_fixed, score, len(data), y_fixed=y_fixed)
     history = train_run(G, D, data, name=name, settings=settings, watcher=watcher, epochs=epochs, folder=folder,
                         progress=progress, noise=make_noise(64, device=device), opt_g=opt_g, opt_d=opt_d,

@@ -1,12 +1,13 @@
 """Seed batching: S seeds of a toy GAN trained at once, their MLPs stacked into (S, in, out) weights (one baddbmm
 per layer; one Adam over them is S Adams). Seed s draws from its own torch.Generator in a lone run's order, so it
 matches a lone run up to rounding, which long runs amplify until they differ as another seed would."""
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.optim.lr_scheduler import LinearLR
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..data import ToyBatches, sample_mixture_2d
 from ..losses import get_loss, r1_loss, wgan_gp_loss, wgan_loss
@@ -164,10 +165,26 @@ def trick_optimizers(G, D, trick, lr=1e-3):
     return (make_optimizer(G, name, lr=lr_g, **kwargs), make_optimizer(D, name, lr=trick.get("lr_d", lr_g), **kwargs))
 
 
+class EMA:
+    """An exponential moving average of G's parameters and buffers, `module`: a copy of G at the first update, then
+    lerp(avg, G, 1 - decay) per update, as torch's AveragedModel(get_ema_multi_avg_fn) but counting on the host."""
+
+    def __init__(self, G, decay):
+        self.module, self.decay, self.updates = copy.deepcopy(G), decay, 0
+
+    @torch.no_grad()
+    def update_parameters(self, G):
+        avg, now = [[*m.parameters(), *m.buffers()] for m in (self.module, G)]
+        if self.updates == 0:
+            torch._foreach_copy_(avg, now)
+        else:
+            torch._foreach_lerp_(avg, now, 1 - self.decay)
+        self.updates += 1
+
+
 def _run_settings(G, optimizers, steps, settings):
     """(G_out, every_step): G_out is G or its "ema" average; every_step() updates it and the "lr_decay" schedule."""
-    averaged = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(settings["ema"]), use_buffers=True) \
-        if settings.get("ema") else None
+    averaged = EMA(G, settings["ema"]) if settings.get("ema") else None
     schedules = [LinearLR(opt, 1.0, 0.0, total_iters=steps) for opt in optimizers] \
         if settings.get("lr_decay") else []
 
@@ -179,17 +196,34 @@ def _run_settings(G, optimizers, steps, settings):
     return (averaged.module if averaged is not None else G), every_step
 
 
+def _toy_settings(seeds, centers, steps, record_every, trick):
+    """train_toy_seeds' arguments checked: the trick's settings."""
+    if isinstance(trick, str) and trick not in TOY_TRICKS:
+        raise ValueError(f"unknown trick {trick!r}; choose one of {list(TOY_TRICKS)} or pass a dict of settings")
+    settings = TOY_TRICKS[trick] if isinstance(trick, str) else trick
+    unknown = set(settings) - {"loss", "optimizer", "lr_g", "lr_d", "betas", "k", "pack", "spectral",
+                               "minibatch", "ema", "lr_decay"}
+    if unknown:
+        raise ValueError(f"unknown trick settings {sorted(unknown)}; see gan_utils.lessons.seeds.TOY_TRICKS")
+    for name, value in (("steps", steps), ("record_every", record_every), ("len(seeds)", len(seeds))):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if not torch.is_tensor(centers) or centers.ndim != 2 or centers.shape[1] != 2 or not len(centers):
+        raise ValueError(f"centers must be a (modes, 2) tensor of 2-d points, e.g. ring_centers(8), got "
+                         f"{tuple(centers.shape) if torch.is_tensor(centers) else type(centers).__name__}")
+    if not isinstance(settings.get("lr_decay", False), bool) or not 0 <= settings.get("ema", 0) < 1:
+        raise ValueError(f"'lr_decay' must be True or False and 'ema' a decay in (0, 1) such as 0.999, got "
+                         f"{settings.get('lr_decay')!r} and {settings.get('ema')!r}")
+    return settings
+
+
 def train_toy_seeds(seeds, centers, std, steps, device="cpu", trick="GAN", batch_size=256, record=None,
                     record_every=1000):
     """`toy_models` with a TOY_TRICKS trick (a name or a dict) on the mixture at `centers` (m, 2), for each seed s (data
     and noise from a Generator seeded s), batched except with minibatch discrimination. record(step, s, G_s) at step
     0 and every `record_every` G steps. Batched only: "ema": d averages G's weights (the average is recorded and
     returned); "lr_decay": lrs go linearly to 0. Returns (Gs, Ds, history {'loss_d', 'loss_g'})."""
-    settings = TOY_TRICKS[trick] if isinstance(trick, str) else trick
-    unknown = set(settings) - {"loss", "optimizer", "lr_g", "lr_d", "betas", "k", "pack", "spectral",
-                               "minibatch", "ema", "lr_decay"}
-    if unknown:
-        raise ValueError(f"unknown trick settings {sorted(unknown)}; see gan_utils.lessons.seeds.TOY_TRICKS")
+    settings = _toy_settings(seeds, centers, steps, record_every, trick)
     variant = {key: settings[key] for key in ("pack", "spectral", "minibatch") if key in settings}
     models = [toy_models(s, device, **variant) for s in seeds]
     Gs, Ds = [m[0] for m in models], [m[1] for m in models]
