@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .steps import generate
+from .utils import _check_int
 
 HISTORY_KEYS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
 
@@ -152,8 +153,7 @@ class NaNGuard:
     def __init__(self, *objects, step=0):
         if not all_finite(*objects):
             raise ValueError("G, D or an optimizer holds NaN or infinite values before training: rebuild them")
-        self.objects = objects
-        self.good = (step, self._copy())
+        self.objects, self.good = objects, (step, [copy.deepcopy(o.state_dict()) for o in objects])
 
     def _copy(self):
         return [copy.deepcopy(o.state_dict()) for o in self.objects]
@@ -172,16 +172,15 @@ class NaNGuard:
         del_from = bisect.bisect_right(history["step"], good_step)
         for key in HISTORY_KEYS:
             del history[key][del_from:]
-        return TrainingDiverged(history,
-            f"{err.what} became NaN or infinite between G steps {good_step} and {err.step} (epoch {err.epoch}). "
-            f"G, D and the optimizers were restored to step {good_step}; the last checkpoint "
-            f"file is untouched. Lower the learning rate, or check the data for NaN.")
+        return TrainingDiverged(history, f"{err.what} became NaN or infinite between G steps {good_step} and "
+                                f"{err.step} (epoch {err.epoch}). G, D and the optimizers were restored to step "
+                                f"{good_step}; the last checkpoint file is untouched. Lower the learning rate, or "
+                                f"check the data for NaN.")
 
 
 class SnapshotCollector:
-    """A `train_gan` callback, called every `every` G steps (None: every epoch): each call stores a frame
-    {'step', 'fake': G(z) on the CPU (z: (n, noise_dim)), 'D': a frozen CPU copy of D (if keep_d),
-    **metrics(fake)} (metrics returns a dict of floats)."""
+    """A `train_gan` callback, called every `every` G steps (None: every epoch), storing a frame {'step', 'fake': G(z)
+    on the CPU (z: (n, noise_dim)), 'D': a frozen CPU copy of D (if keep_d), **metrics(fake) (a dict of floats)}."""
 
     def __init__(self, z, metrics=None, keep_d=True, every=None):
         self.z, self.metrics, self.keep_d, self.every = z, metrics, keep_d, every
@@ -222,8 +221,7 @@ class Watcher:
 
     def __init__(self, z_fixed, score, steps_per_epoch, eval_every=1, y_fixed=None):
         for name, value in (("steps_per_epoch", steps_per_epoch), ("eval_every", eval_every)):
-            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"Watcher: {name} must be an int >= 1, got {value!r}")
+            _check_int(f"Watcher: {name}", value)
         self.z_fixed, self.score, self.steps_per_epoch, self.y_fixed = z_fixed, score, steps_per_epoch, y_fixed
         self.eval_every = eval_every
         self.snapshots, self.scores, self.seconds, self.trained_on = {}, {}, 0.0, None
@@ -266,8 +264,7 @@ class Watcher:
         return G_best, D_best
 
     def state_dict(self):
-        keys = ("snapshots", "scores", "seconds", "trained_on", "best", "previous_best")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in ("snapshots", "scores", "seconds", "trained_on", "best", "previous_best")}
 
     def load_state_dict(self, state, epoch):
         """Restore a saved state, dropping what was recorded after `epoch` (the checkpoint's)."""

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .callbacks import all_finite
+from .utils import _check_int
 
 FORMAT = 1
 NONNEGATIVE = ("step", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")   # Adam, RMSprop, Adagrad
@@ -49,7 +50,7 @@ def _check_rng_state(state):
 
 
 def set_rng_state(state):
-    """Restore what `get_rng_state` returned; CUDA states are dropped, with a notice, without CUDA."""
+    """Restore what `get_rng_state` returned (CUDA states are dropped, with a notice, without CUDA)."""
     _check_rng_state(state)
     random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
     name, keys, *rest = state["numpy"]
@@ -66,7 +67,6 @@ def set_rng_state(state):
 def checksum(obj):
     """SHA-256 of nested dicts, lists and tensors (tensor bytes, dtype and shape; repr of other values)."""
     h = hashlib.sha256()
-
     def walk(o):
         if torch.is_tensor(o):
             t = o.detach().cpu().contiguous().reshape(-1)
@@ -83,7 +83,6 @@ def checksum(obj):
             h.update(b"]")
         else:
             h.update(repr(o).encode())
-
     walk(obj)
     return h.hexdigest()
 
@@ -298,8 +297,7 @@ def load_checkpoint(path, G, D, opt_g=None, opt_d=None, restore_rng=True):
             _check_optimizer(name, opt, state[name], state["types"].get(name))
     if restore_rng:
         _check_rng_state(state["rng"])
-    G.load_state_dict(state["G"])                # copies onto the models' own devices
-    D.load_state_dict(state["D"])
+    G.load_state_dict(state["G"]), D.load_state_dict(state["D"])   # copies onto the models' own devices
     notes = [_load_optimizer(name, opt, state[name])
              for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)) if opt is not None]
     if any(notes):
@@ -314,8 +312,7 @@ class Checkpoint:
     with resume=True continue from the file when it exists."""
 
     def __init__(self, path, every=1, resume=True):
-        if isinstance(every, bool) or not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"Checkpoint: every must be an int >= 1 (epochs), got {every!r}")
+        _check_int("Checkpoint: every", every, 1, " (epochs)")
         self.path, self.every, self.resume = Path(path).expanduser(), every, resume
         self.objects = None
 

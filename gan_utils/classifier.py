@@ -180,8 +180,7 @@ def _train_and_cache(split, device, cached):
 
 def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=True, cache_dir=None):
     """The frozen eval-mode classifier on `device` for the protocol of `split` (default `mnist_split()`): shipped
-    weights (sha256 = SHIPPED_SHA256), else the checked `cache_path`, else trained (train_if_missing) and cached.
-    verbose: print which weights file was loaded."""
+    weights (sha256-checked), else the checked `cache_path`, else trained if train_if_missing; verbose: print which."""
     split = split if split is not None else mnist_split()
     protocol = split["protocol"]
     shipped = WEIGHTS_DIR / f"mnist_cnn_{protocol}.pt"

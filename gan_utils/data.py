@@ -66,18 +66,13 @@ def sample_noise(n, dim, kind="normal", device="cpu"):
 def make_noise(dim, kind="normal", device="cpu"):
     """A function n -> (n, dim) noise batch, the `noise` argument of `train_gan`."""
     sample_noise(1, dim, kind)  # fail now on a bad kind, not inside the training loop
-
-    def noise(n):
-        return sample_noise(n, dim, kind, device)
-
-    return noise
+    return lambda n: sample_noise(n, dim, kind, device)
 
 
 # ----------------------------------------------------------------------------- minibatches
 class TensorBatches:
     """Shuffled minibatches (batch_size, *item_shape) of a tensor in memory, a new order each epoch, the last partial
-    batch dropped. labels (N,) int64 (int32, uint8), in [0, n_classes) (checked once): yield (images, labels) pairs,
-    for a conditional GAN."""
+    batch dropped. labels (N,) int64 (int32, uint8) in [0, n_classes), checked once: (images, labels) pairs instead."""
 
     def __init__(self, data, batch_size, labels=None, n_classes=None):
         if not torch.is_tensor(data) or data.ndim < 2:
@@ -103,8 +98,8 @@ class TensorBatches:
 
 
 class ToyBatches:
-    """Fresh minibatches from a sampler: ``ToyBatches(lambda n: sample_gaussian_1d(n), 64, 100)``
-    is an 'epoch' of 100 batches of shape (64, 1)."""
+    """Fresh minibatches from a sampler: ``ToyBatches(lambda n: sample_gaussian_1d(n), 64, 100)`` is an 'epoch' of 100
+    batches of shape (64, 1)."""
 
     def __init__(self, sampler, batch_size, batches_per_epoch=100):
         if batch_size < 1 or batches_per_epoch < 1:
@@ -126,9 +121,8 @@ def check_pixels(images, what="images"):
     if x.numel() == 0:
         raise ValueError(f"{what}: got no images (shape {tuple(x.shape)}); pass at least one")
     if not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{what}: {bad} of {x.numel()} values are NaN or infinite; check the generator "
-                         f"(did training diverge?) before scoring its samples")
+        raise ValueError(f"{what}: {int((~torch.isfinite(x)).sum())} of {x.numel()} values are NaN or infinite; check "
+                         f"the generator (did training diverge?) before scoring its samples")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 1:
         raise ValueError(f"{what}: pixels must be in [0, 1], found [{lo:.3f}, {hi:.3f}]. For a tanh generator "

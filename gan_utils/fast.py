@@ -20,11 +20,10 @@ STALE = ("the optimizers' state or learning rate changed after the CUDA graphs w
 
 
 def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, verbose=True):
-    """The D and G steps of `train_gan` as CUDA graphs on a GPU, else eager. Arguments as for `steps.eager_steps`;
-    loss: a GANLoss or a name; real_example: one real minibatch (m, ...) on the device (fixes the shape).
-    Returns (d_fn, g_fn): d_fn(real, G, D) -> (loss_d, real_out (m, 1), fake_out (m, 1)), g_fn(real, G, D) ->
-    loss_g, detached (on CUDA reused by the next call). Other batch shapes run eagerly. The warm-up steps are
-    undone (models, optimizers, RNG), so training starts from the same state as eager."""
+    """The D and G steps of `train_gan` as CUDA graphs on a GPU, else eager. Arguments as for `steps.eager_steps`; loss:
+    a GANLoss or a name; real_example: one real minibatch (m, ...) on the device (fixes the shape). Returns (d_fn,
+    g_fn): d_fn(real, G, D) -> (loss_d, real_out (m, 1), fake_out (m, 1)), g_fn(real, G, D) -> loss_g, detached (on CUDA
+    reused by the next call); other batch shapes run eagerly. The warm-up steps are undone (models, optimizers, RNG)."""
     loss = get_loss(loss) if isinstance(loss, str) else loss
     device = next(D.parameters()).device
     if device.type not in CAPTURE_DEVICES:
@@ -45,7 +44,8 @@ def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, verbose=True):
         if os.environ.get("GAN_FAST_STRICT") == "1":
             raise RuntimeError(f"fast path: {why}") from exc
         return _eager(G, D, opt_g, opt_d, noise, loss, verbose, why)
-    _say(verbose, f"fast path: D and G steps captured as CUDA graphs ({time.perf_counter() - start:.1f} s)")
+    if verbose:
+        print(f"fast path: D and G steps captured as CUDA graphs ({time.perf_counter() - start:.1f} s)")
     return steps
 
 
@@ -53,13 +53,9 @@ def _eager(G, D, opt_g, opt_d, noise, loss, verbose, why):
     """The eager steps, marked not captured, with a one-line message saying why."""
     steps = eager_steps(G, D, opt_g, opt_d, noise, loss)
     steps[0].captured = steps[1].captured = False
-    _say(verbose, f"fast path: {why}; training eagerly with d_step/g_step")
-    return steps
-
-
-def _say(verbose, message):
     if verbose:
-        print(message)
+        print(f"fast path: {why}; training eagerly with d_step/g_step")
+    return steps
 
 
 def _end_failed_capture(stream, device):
@@ -106,13 +102,11 @@ def _staleness_check(*opts):
     """A function raising RuntimeError(STALE) once an optimizer's state tensors (one parameter's) or lr changed."""
     watched = [(opt, p, dict(opt.state[p]), [g["lr"] for g in opt.param_groups])
                for opt in opts for p in list(opt.state)[:1]]
-
     def check():
         for opt, p, tensors, lrs in watched:
             if (any(opt.state[p].get(k) is not t for k, t in tensors.items())
                     or [g["lr"] for g in opt.param_groups] != lrs):
                 raise RuntimeError(STALE)
-
     return check
 
 
@@ -137,7 +131,6 @@ def _capture(G, D, opt_g, opt_d, noise, loss, real_example, saved, warmup=3):
         out_g = g_step(G, D, opt_g, static_real, noise, loss)
     _restore_in_place(G, D, opt_g, opt_d, saved, device)
     check = _staleness_check(opt_g, opt_d)
-
     def d_fn(real, G_batch, D_batch):
         if real.shape != static_real.shape or G_batch is not G or D_batch is not D:
             return d_step(G_batch, D_batch, opt_d, real, noise, loss)
@@ -145,7 +138,6 @@ def _capture(G, D, opt_g, opt_d, noise, loss, real_example, saved, warmup=3):
         static_real.copy_(real)
         graph_d.replay()
         return out_d
-
     def g_fn(real, G_batch, D_batch):
         if real.shape != static_real.shape or G_batch is not G or D_batch is not D:
             return g_step(G_batch, D_batch, opt_g, real, noise, loss)
@@ -153,6 +145,5 @@ def _capture(G, D, opt_g, opt_d, noise, loss, real_example, saved, warmup=3):
         static_real.copy_(real)   # read only by losses that use real data (feature matching)
         graph_g.replay()
         return out_g
-
     d_fn.captured = g_fn.captured = True
     return d_fn, g_fn

@@ -5,13 +5,13 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
+from .utils import _check_int
+
 
 def discriminator_loss(real_logits, fake_logits, real_label=1.0):
-    """Minus the value function, as binary cross-entropy on logits:
-        L_D = -E_x[log D(x)] - E_z[log(1 - D(G(z)))]
-    With real_label < 1 (one-sided label smoothing, Salimans et al. 2016) real examples are
-    pulled towards real_label, e.g. 0.9:  -E_x[0.9 log D(x) + 0.1 log(1 - D(x))]; fakes stay 0.
-    At D = 1/2 everywhere L_D = 2 log 2. real_logits: (N, 1), fake_logits: (M, 1) -> scalar."""
+    """Minus the value function, as binary cross-entropy on logits: L_D = -E_x[log D(x)] - E_z[log(1 - D(G(z)))].
+    real_label < 1 (one-sided label smoothing, Salimans et al. 2016), e.g. 0.9: -E_x[0.9 log D(x) + 0.1 log(1 - D(x))];
+    fakes stay 0. At D = 1/2 everywhere L_D = 2 log 2. real_logits: (N, 1), fake_logits: (M, 1) -> scalar."""
     if not 0.0 < real_label <= 1.0:
         raise ValueError(f"real_label must be in (0, 1], got {real_label}")
     real_target = torch.full_like(real_logits, real_label)
@@ -20,9 +20,8 @@ def discriminator_loss(real_logits, fake_logits, real_label=1.0):
 
 
 def generator_loss_saturating(fake_logits):
-    """The minimax generator loss of the value function: L_G = E_z[log(1 - D(G(z)))].
-    Its gradient vanishes when D confidently rejects the fakes (D(G(z)) -> 0), early in training.
-    log(1 - sigmoid(l)) = -softplus(l). fake_logits: (N, 1) -> scalar."""
+    """The minimax generator loss L_G = E_z[log(1 - D(G(z)))]: its gradient vanishes when D confidently rejects the
+    fakes (D(G(z)) -> 0), early in training. log(1 - sigmoid(l)) = -softplus(l). fake_logits: (N, 1) -> scalar."""
     return -F.softplus(fake_logits).mean()
 
 
@@ -33,16 +32,14 @@ def generator_loss_nonsaturating(fake_logits):
 
 
 def feature_matching_loss(real_features, fake_features):
-    """Feature matching (Salimans et al. 2016): L_G = || E_x f(x) - E_z f(G(z)) ||_2^2 on an
-    intermediate layer f of D. real_features: (N, F), fake_features: (M, F) -> scalar; S seeds
-    batched, (S, N, F) and (S, M, F): the mean over seeds of each seed's loss."""
+    """Feature matching (Salimans et al. 2016): L_G = || E_x f(x) - E_z f(G(z)) ||_2^2 on an intermediate layer f of D.
+    real_features: (N, F), fake_features: (M, F) -> scalar; S seeds batched, (S, N, F), (S, M, F): their mean loss."""
     return (real_features.mean(-2) - fake_features.mean(-2)).pow(2).sum(-1).mean()
 
 
 def wgan_critic_loss(real_scores, fake_scores):
-    """WGAN critic loss (Arjovsky et al. 2017): L_C = E_z[f(G(z))] - E_x[f(x)], minimized, so
-    -L_C estimates the Wasserstein-1 distance while f stays 1-Lipschitz. The critic f has no
-    sigmoid: scores are raw. real_scores: (N, 1), fake_scores: (M, 1) -> scalar."""
+    """WGAN critic loss (Arjovsky et al. 2017): L_C = E_z[f(G(z))] - E_x[f(x)], minimized, so -L_C estimates the W1
+    distance while f stays 1-Lipschitz; raw scores (no sigmoid). real_scores: (N, 1), fake_scores: (M, 1) -> scalar."""
     return fake_scores.mean() - real_scores.mean()
 
 
@@ -85,9 +82,8 @@ def outputs_loss(loss_fn):
 
 
 def get_loss(name="nonsaturating", real_label=1.0):
-    """The `GANLoss` that `train_gan` uses for a loss name: 'saturating', 'nonsaturating',
-    'feature_matching' or 'wgan' (critic, no clipping: see `wgan_loss`). real_label < 1 is
-    one-sided label smoothing."""
+    """The `GANLoss` that `train_gan` uses for a loss name: 'saturating', 'nonsaturating', 'feature_matching' or 'wgan'
+    (critic, no clipping: see `wgan_loss`). real_label < 1 is one-sided label smoothing."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {LOSSES}")
     if name == "wgan":
@@ -103,9 +99,8 @@ def get_loss(name="nonsaturating", real_label=1.0):
 
 
 def wgan_loss(clip=0.01):
-    """The WGAN of Arjovsky et al. 2017 as a `GANLoss` (critic): L_C = E f(G(z)) - E f(x),
-    L_G = -E f(G(z)), and after every critic step each weight is clamped into [-clip, clip]
-    (0.01 in the paper; None: no clipping)."""
+    """The WGAN of Arjovsky et al. 2017 as a `GANLoss` (critic): L_C = E f(G(z)) - E f(x), L_G = -E f(G(z)), and after
+    every critic step each weight is clamped into [-clip, clip] (0.01 in the paper; None: no clipping)."""
     if clip is not None and not (isinstance(clip, (int, float)) and clip > 0):
         raise ValueError(f"clip must be a positive number such as 0.01, or None, got {clip!r}")
     return GANLoss(outputs_loss(wgan_critic_loss), lambda D, fake, real: wgan_generator_loss(D(fake)),
@@ -119,10 +114,9 @@ def _example_dims(D):
 
 
 def input_gradient_norms(D, x):
-    """||grad_x D(x)||_2 for each example, with a graph so that a loss can be differentiated
-    through it (a penalty on it trains D). D(x) is summed over the batch first: examples do not
-    interact in D (no BatchNorm), so the gradient of the sum is each example's own gradient.
-    x: (N, ...) -> (N,); for a batched D of S seeds (S, N, F) -> (S, N)."""
+    """||grad_x D(x)||_2 for each example, with a graph so that a loss can be differentiated through it (a penalty on it
+    trains D). D(x) is summed over the batch first: examples do not interact in D (no BatchNorm), so the gradient of the
+    sum is each example's own gradient. x: (N, ...) -> (N,); for a batched D of S seeds (S, N, F) -> (S, N)."""
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
     return grad.flatten(_example_dims(D)).norm(dim=-1)
@@ -135,9 +129,8 @@ def r1_penalty(D, real):
 
 
 def gradient_penalty(D, real, fake):
-    """WGAN-GP (Gulrajani et al. 2017): E_xhat (||grad D(xhat)|| - 1)^2 on random interpolates
-    xhat = a x + (1 - a) G(z), a ~ U(0, 1) per example: a soft 1-Lipschitz constraint on the
-    critic, where weight clipping was a hard and crude one. real, fake: (N, ...) -> scalar."""
+    """WGAN-GP (Gulrajani et al. 2017): E_xhat (||grad D(xhat)|| - 1)^2 on random interpolates xhat = a x + (1 - a)
+    G(z), a ~ U(0, 1) per example: a soft 1-Lipschitz constraint on the critic. real, fake: (N, ...) -> scalar."""
     n = _example_dims(D)
     a = torch.rand(*real.shape[:n], *[1] * (real.ndim - n), device=real.device, dtype=real.dtype)
     xhat = a * real.detach() + (1 - a) * fake.detach()
@@ -145,9 +138,8 @@ def gradient_penalty(D, real, fake):
 
 
 def wgan_gp_loss(lam=10.0):
-    """WGAN-GP as a `GANLoss` (critic): L_C = E f(G(z)) - E f(x) + lam * gradient_penalty,
-    L_G = -E f(G(z)). The critic must not use BatchNorm (the penalty is per example). The
-    reference code uses lam = 10 on images, 0.1 on the 2D toys."""
+    """WGAN-GP as a `GANLoss` (critic): L_C = E f(G(z)) - E f(x) + lam * gradient_penalty, L_G = -E f(G(z)); no
+    BatchNorm in the critic (the penalty is per example). The reference uses lam = 10 on images, 0.1 on the 2D toys."""
     def d_loss(D, real, fake):
         real_out, fake_out = D(real), D(fake)
         return wgan_critic_loss(real_out, fake_out) + lam * gradient_penalty(D, real, fake), real_out, fake_out
@@ -181,8 +173,7 @@ def matching_aware_loss(n_classes=10, real_label=1.0):
         L_D = -log D(x, y) - 1/2 [log(1 - D(x, y')) + log(1 - D(G(z, y), y))],  y' a random other label;
         L_G = -log D(G(z, y), y)  (non-saturating).
     D must come bound to the batch's labels, as `train_gan` binds it for (images, labels) batches."""
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"n_classes must be an int >= 2 (a wrong label needs another class), got {n_classes!r}")
+    _check_int("n_classes", n_classes, 2, " (a wrong label needs another class)")
     def d_loss(D, real, fake):
         if not hasattr(D, "y"):
             raise TypeError("matching_aware_loss is for conditional GANs: train on (images, labels) batches, "

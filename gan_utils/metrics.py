@@ -24,9 +24,8 @@ def _samples_1d(samples, sigma, who):
 
 
 def w1_to_gaussian(samples, mu, sigma):
-    """Wasserstein-1 distance between the samples' distribution and N(mu, sigma^2):
-        W1 = int_0^1 |F^-1(u) - Phi^-1_{mu,sigma}(u)| du  ~  mean_i |x_(i) - q_i|,
-    with x_(i) sorted and q_i the target's quantile at u_i = (i + 1/2) / n. samples: (n,) or (n, 1)."""
+    """Wasserstein-1 distance of the samples (n,) or (n, 1) to N(mu, sigma^2): W1 = int_0^1 |F^-1(u) - Phi^-1(u)| du
+    ~ mean_i |x_(i) - q_i|, with x_(i) sorted and q_i the target's quantile at u_i = (i + 1/2) / n."""
     x = _samples_1d(samples, sigma, "w1_to_gaussian")
     u = (np.arange(len(x)) + 0.5) / len(x)
     return float(np.mean(np.abs(x - stats.norm.ppf(u, loc=mu, scale=sigma))))
@@ -42,8 +41,7 @@ def ks_to_gaussian(samples, mu, sigma):
 
 
 def line_distances(points, slope, intercept):
-    """Distance of each point (x, y) to the line y = slope x + intercept:
-    |slope x - y + intercept| / sqrt(slope^2 + 1). points: (n, 2) -> (n,) array."""
+    """Distance |slope x - y + intercept| / sqrt(slope^2 + 1) of each point (n, 2) to y = slope x + intercept: (n,)."""
     p = _numpy(points)
     return np.abs(slope * p[:, 0] - p[:, 1] + intercept) / math.hypot(slope, 1.0)
 
@@ -74,9 +72,8 @@ def line_coverage(points, slope, intercept, x_range, bins=20, tol=0.1):
 
 def mode_metrics(samples, centers, std, min_count=None):
     """Mode coverage on a Gaussian mixture (VEEGAN, PacGAN): a sample within 3 std of its nearest center is 'high
-    quality' and belongs to that mode. samples: (n, 2), centers: (m, 2). Returns modes_covered (>= 1 such
-    sample), modes_min_count (>= min_count, default 20 per 2,500 samples), high_quality (fraction) and
-    kl_to_uniform (of the modes' histogram, nats; nan without any)."""
+    quality', of that mode. samples: (n, 2), centers: (m, 2). Returns modes_covered (>= 1 such sample), modes_min_count
+    (>= min_count, default 20 per 2,500 samples), high_quality (fraction), kl_to_uniform (nats, nan if none)."""
     s, c = _numpy(samples), _numpy(centers)
     if s.ndim != 2 or c.ndim != 2 or s.shape[1] != c.shape[1] or not len(s) or not len(c) or not std > 0:
         raise ValueError(f"mode_metrics: need samples (n, d) and centers (m, d) with n, m >= 1 and std > 0, got "
@@ -124,9 +121,8 @@ def class_histogram(images, classifier, batch_size=1000):
 
 
 def histogram_metrics(counts, min_fraction=None):
-    """Mode coverage of a class histogram `counts` (K,), p = counts / sum: modes_covered = #{c : p_c >=
-    min_fraction (default 1 / (10 K))}, kl_to_uniform = sum_c p_c log(K p_c) in nats (0 balanced, log K one
-    class). Returns {'modes_covered', 'kl_to_uniform', 'fractions'}."""
+    """Mode coverage of a class histogram `counts` (K,), p = counts / sum: {'modes_covered': #{c : p_c >= min_fraction
+    (default 1 / (10 K))}, 'kl_to_uniform': sum_c p_c log(K p_c) nats (0 balanced, log K one class), 'fractions': p}."""
     counts = _numpy(counts)
     if counts.ndim != 1 or not np.isfinite(counts).all() or counts.sum() <= 0 or (counts < 0).any():
         raise ValueError(f"counts must be a 1D array of finite non-negative counts with a positive sum, got "
@@ -234,10 +230,9 @@ def nearest_neighbours(x, reference, batch_size=500):
 
 
 def evaluate_generator(G, split, classifier, n=10_000, n_valid=1000, n_test=None):
-    """Notebook 03's evaluation of G on an `mnist_split`, n samples (n, 1, 28, 28) from noise seeded 2 (a conditional
-    G, n_classes > 0: labels y = arange(n) % n_classes, every class equally often):
-    {'samples', 'counts', 'hist', 'fd' (classifier_frechet vs the test images), 'parzen' (sigma on n_valid
-    validation images, scored on the first n_test test images, None: all)}."""
+    """Notebook 03's evaluation of G on an `mnist_split`, n samples (n, 1, 28, 28) from noise seeded 2 (conditional G:
+    labels arange(n) % n_classes): {'samples', 'counts', 'hist', 'fd' (classifier_frechet vs the test images),
+    'parzen' (sigma on n_valid validation images, scored on the first n_test test images, None: all)}."""
     device = next(G.parameters()).device
     z = torch.randn(n, G.noise_dim, generator=torch.Generator().manual_seed(2)).to(device)
     n_classes = getattr(G, "n_classes", 0)
@@ -261,10 +256,9 @@ def evaluation_summary(e):
 def checkerboard_score(images, stride):
     """Checkerboard energy of an upsampling G in dB: P = mean |FFT2(x - mean x)|^2 over images and channels; at each
     grid bin (u, v) != (0, 0), multiples of (H/stride, W/stride), 10 log10(P[u, v] / median of its 8 off-grid
-    neighbours, wrapping). 0 dB: no peak (MNIST test -0.03 dB).
-    images: (N, C, H, W), any range; stride: G's total upsampling factor (4 for 7 -> 14 -> 28).
-    A bin with no power around it scores 0 dB if it has none either (constant images, a collapsed G: no checkerboard),
-    else +inf dB (a pure grid pattern); a powerless bin among powered ones -inf dB. NaN or inf pixels are refused.
+    neighbours, wrapping); 0 dB: no peak (MNIST test -0.03 dB). images: (N, C, H, W), any range, finite; stride: G's
+    total upsampling factor (4 for 7 -> 14 -> 28). A bin with no power around it scores 0 dB if it has none either
+    (constant images, a collapsed G), else +inf dB (a pure grid); a powerless bin among powered ones -inf dB.
     Returns {'mean_db': mean over the grid bins, 'nyquist_db': bin (H/2, W/2) or None, 'bins_db': {(u, v): dB}}."""
     if not torch.is_tensor(images) or images.ndim != 4 or len(images) == 0:
         raise ValueError(f"checkerboard_score expects a tensor of images (N, C, H, W), got "
@@ -282,7 +276,6 @@ def checkerboard_score(images, stride):
     power = (torch.fft.fft2(x).abs() ** 2).mean(dim=(0, 1)).cpu()                   # (H, W)
     du, dv = h // stride, w // stride
     on_grid = lambda u, v: u % du == 0 and v % dv == 0                              # noqa: E731
-
     def score(u, v):
         near = [power[(u + a) % h, (v + b) % w] for a in (-1, 0, 1) for b in (-1, 0, 1)
                 if not on_grid((u + a) % h, (v + b) % w)]
@@ -290,7 +283,6 @@ def checkerboard_score(images, stride):
         if peak > 0 < median:
             return 10 * math.log10(peak / median)
         return 0.0 if peak == median else math.copysign(math.inf, peak - median)
-
     bins = {(u, v): score(u, v) for u in range(0, h, du) for v in range(0, w, dv) if (u, v) != (0, 0)}
     nyquist = score(h // 2, w // 2) if h % 2 == 0 and w % 2 == 0 else None
     return {"mean_db": float(np.mean(list(bins.values()))), "nyquist_db": nyquist, "bins_db": bins}

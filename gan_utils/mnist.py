@@ -18,12 +18,10 @@ DOWNLOAD_TIMEOUT_S = 30
 
 
 # md5 of each DECOMPRESSED idx file, as published with MNIST (one rule for .gz and plain files).
-MNIST_MD5 = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
+MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+             "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+             "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+             "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"}
 # The same for Fashion-MNIST (zalandoresearch; its .gz files: 8d4fb7e6..., 25c81989..., bef4ecab..., bb300cfd...).
 FASHION_MNIST_MD5 = {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
                      "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
@@ -183,9 +181,8 @@ def _load_files(dataset, train, root, download):
             split = "test"
             warnings.warn(
                 f"The {dataset} training split is not in {raw_dir} and could not be downloaded "
-                f"({type(error).__name__ if error else 'download=False'}). Falling back to the "
-                f"10,000-image TEST split: results are not comparable with papers that train on "
-                f"the 60,000 training images.", stacklevel=3)
+                f"({type(error).__name__ if error else 'download=False'}). Falling back to the 10,000-image TEST "
+                "split: results are not comparable with papers that train on the 60,000 training images.", stacklevel=3)
     return files, split, error
 
 

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from .utils import _check_int
+
 
 def _check_input(model, x, expected, y=None):
     """Raise a clear error unless x is a batch of `expected` values per example of the model's dtype (no sync)."""
@@ -86,9 +88,8 @@ class MLPGenerator(nn.Module):
 
 
 class MinibatchDiscrimination(nn.Module):
-    """Minibatch discrimination (Salimans et al. 2016): M_i = x_i T, (kernels, kernel_dim) per example;
-    o(x_i)_b = sum_j exp(-||M_i,b - M_j,b||_1) over the whole batch, x_i included.
-    Output [x_i, o(x_i)]: (N, in_features) -> (N, in_features + kernels)."""
+    """Minibatch discrimination (Salimans et al. 2016): M_i = x_i T, (kernels, kernel_dim) per example; o(x_i)_b = sum_j
+    exp(-||M_i,b - M_j,b||_1) over the batch, x_i included. [x, o(x)]: (N, in_features) -> (N, in_features+kernels)."""
 
     def __init__(self, in_features, kernels=16, kernel_dim=8):
         super().__init__()
@@ -102,10 +103,9 @@ class MinibatchDiscrimination(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """D(x): flatten, blocks of (Linear, LeakyReLU(0.2)), then Linear to one logit (no BatchNorm, no sigmoid:
-    also a WGAN critic). minibatch > 0: that many `MinibatchDiscrimination` kernels before the last Linear.
-    pack > 1 (PacGAN): D judges groups of `pack` consecutive samples; N must be a multiple of pack.
-    x: (N, in_dim) or (N, C, H, W) with C*H*W = in_dim -> logits (N // pack, 1)."""
+    """D(x): flatten, blocks of (Linear, LeakyReLU(0.2)), then Linear to one logit (no sigmoid: also a WGAN critic).
+    minibatch > 0: that many `MinibatchDiscrimination` kernels before the last Linear. pack > 1 (PacGAN): D judges
+    groups of `pack` consecutive samples. x: (N, in_dim) or images with in_dim values -> logits (N // pack, 1)."""
 
     def __init__(self, in_dim=784, widths=(512, 256, 128), minibatch=0, pack=1):
         super().__init__()
@@ -141,8 +141,7 @@ def spectral_normalize(model, n_power_iterations=1):
 
 
 class Maxout(nn.Module):
-    """Maxout units (Goodfellow et al. 2013): h_i = max_j (W_ij x + b_ij), j = 1..pieces.
-    (N, in_dim) -> (N, out_dim)."""
+    """Maxout units (Goodfellow et al. 2013): h_i = max_j (W_ij x + b_ij), j = 1..pieces; (N, in_dim) -> (N, out_dim)"""
 
     def __init__(self, in_dim, out_dim, pieces=5):
         super().__init__()
@@ -191,12 +190,6 @@ def _dcgan_sizes(image_size):
     raise ValueError(f"image_size must be 28, 32 or 64, got {image_size}")
 
 
-def _n_classes(n_classes, who):
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 0:
-        raise ValueError(f"{who}: n_classes must be an int >= 0 (0: unconditional, 10 for digits), got {n_classes!r}")
-    return n_classes
-
-
 def check_labels(y, n, n_classes, who, values=None):
     """Raise a clear error unless y fits a model built with n_classes (0: unconditional) and a batch of n. values:
     check y's range too, a host sync on a GPU: by default on the CPU only (TensorBatches and generate check once)."""
@@ -218,11 +211,10 @@ def check_labels(y, n, n_classes, who, values=None):
 
 
 class DCGANGenerator(nn.Module):
-    """DCGAN generator: a transposed conv to a small map, then stride-2 transposed convs (kernel 4) with
-    BatchNorm + ReLU, Tanh output in [-1, 1] (pixels='-11') or (Tanh + 1) / 2 in [0, 1] (pixels='01').
-    upsample=True: nearest upsampling + 3x3 conv instead (no checkerboard, Odena et al. 2016).
-    n_classes > 0: conditional G, a learned label embedding (embed_dim) concatenated to z.
-    z: (N, noise_dim), y: int64 (N,) labels in [0, n_classes) -> (N, channels, image_size, image_size)."""
+    """DCGAN generator: a transposed conv to a small map, then stride-2 transposed convs (kernel 4) with BatchNorm +
+    ReLU, Tanh output in [-1, 1] (pixels='-11') or (Tanh + 1) / 2 in [0, 1] (pixels='01'). upsample=True: nearest
+    upsampling + 3x3 conv instead (no checkerboard, Odena et al. 2016). n_classes > 0: a label embedding (embed_dim)
+    concatenated to z. z: (N, noise_dim), y: int64 (N,) in [0, n_classes) -> (N, channels, image_size, image_size)."""
 
     def __init__(self, noise_dim=100, channels=1, image_size=28, width=64, upsample=False, n_classes=0,
                  embed_dim=50, pixels="-11"):
@@ -230,9 +222,8 @@ class DCGANGenerator(nn.Module):
         if pixels not in ("-11", "01"):
             raise ValueError(f"pixels must be '-11' (Tanh, data in [-1, 1]) or '01' (data in [0, 1]), got {pixels!r}")
         start, n_up = _dcgan_sizes(image_size)
-        n_classes = _n_classes(n_classes, "DCGANGenerator")
-        self.pixels = pixels
-        self.noise_dim, self.n_classes = noise_dim, n_classes
+        n_classes = _check_int("DCGANGenerator: n_classes", n_classes, 0, " (0: unconditional, 10 for digits)")
+        self.pixels, self.noise_dim, self.n_classes = pixels, noise_dim, n_classes
         self.embed = nn.Embedding(n_classes, embed_dim) if n_classes else None
         c = width * 2 ** (n_up - 1) if n_up > 1 else width
         c_in = noise_dim + (embed_dim if n_classes else 0)
@@ -260,12 +251,11 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """DCGAN discriminator: stride-2 convs (kernel 4), LeakyReLU(0.2), a norm on every layer but the first, then
-    one conv to a logit. norm: 'batch', 'layer' (GroupNorm(1, c); for WGAN-GP) or None.
-    n_classes > 0: conditioning='projection' (Miyato & Koyama 2018), logit + <embed(y), features(x)>, or
-    'concat', a learned image-sized map per class as one more input channel.
-    minibatch > 0: that many minibatch-discrimination kernels on the last features, added linearly to the logit.
-    x: (N, channels, image_size, image_size), y: int64 (N,) labels in [0, n_classes) -> (N, 1)."""
+    """DCGAN discriminator: stride-2 convs (kernel 4), LeakyReLU(0.2), a norm on every layer but the first, then one
+    conv to a logit. norm: 'batch', 'layer' (GroupNorm(1, c); for WGAN-GP) or None. n_classes > 0: conditioning=
+    'projection' (Miyato & Koyama 2018), logit + <embed(y), features(x)>, or 'concat', a learned image-sized map per
+    class as one more input channel. minibatch > 0: that many minibatch-discrimination kernels on the last features,
+    added linearly to the logit. x: (N, channels, image_size, image_size), y: int64 (N,) in [0, n_classes) -> (N, 1)."""
 
     def __init__(self, channels=1, image_size=28, width=64, norm="batch", n_classes=0, conditioning="projection",
                  minibatch=0):
@@ -275,7 +265,7 @@ class DCGANDiscriminator(nn.Module):
         if conditioning not in ("projection", "concat"):
             raise ValueError(f"conditioning must be 'projection' or 'concat', got {conditioning!r}")
         start, n_down = _dcgan_sizes(image_size)
-        n_classes = _n_classes(n_classes, "DCGANDiscriminator")
+        n_classes = _check_int("DCGANDiscriminator: n_classes", n_classes, 0, " (0: unconditional, 10 for digits)")
         self.in_shape = (channels, image_size, image_size)
         concat = bool(n_classes) and conditioning == "concat"
         layers, c_in, c = [], channels + concat, width

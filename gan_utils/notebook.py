@@ -95,19 +95,16 @@ def show_source(*objects, docstrings=True):
     """The source of functions or classes as one highlighted IPython `Markdown` block (``show_source(gu.d_step)``);
     docstrings=False leaves out each docstring."""
     from IPython.display import Markdown   # lazy: IPython comes with Jupyter, not with gan_utils
-
     parts = []
     for obj in objects:
         lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
         if not docstrings:
             body = ast.parse("\n".join(lines)).body[0].body
             first = body[0] if body else None
-            if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
-                    and isinstance(first.value.value, str):
+            if isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
                 del lines[first.lineno - 1:first.end_lineno]
         parts.append("\n".join(lines).rstrip())
-    code = "\n\n".join(parts)
-    return Markdown(f"```python\n{code}\n```")
+    return Markdown("```python\n" + "\n\n".join(parts) + "\n```")
 
 
 def interact_manual(function, **controls):

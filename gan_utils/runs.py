@@ -27,8 +27,7 @@ CHECKPOINT_DIR_VARIABLE = "GAN_CHECKPOINT_DIR"
 def mlp_gan(noise_dim=64, lr=2e-4, betas=(0.5, 0.999), seed=0, device="cpu"):
     """(G, D, opt_g, opt_d), seeded: the course's MLP GAN (notebook 03), Adam for both players."""
     seed_everything(seed)
-    G = MLPGenerator(noise_dim=noise_dim).to(device)
-    D = MLPDiscriminator().to(device)
+    G, D = MLPGenerator(noise_dim=noise_dim).to(device), MLPDiscriminator().to(device)
     return G, D, make_optimizer(G, lr=lr, betas=betas), make_optimizer(D, lr=lr, betas=betas)
 
 
@@ -95,12 +94,10 @@ def train_run(G, D, data, *, name, settings, watcher, epochs, folder=None, progr
     else:
         print(f"{name}: a new run; checkpoint every epoch to {path}")
     watcher.trained_on = watcher.trained_on or hardware(next(G.parameters()).device)
-
     def callback(step, G, D, history):
         watcher(step, G, D, history)
         if step > 0:                             # the checkpoint of this epoch follows at once
             _save_side(side, key, watcher)
-
     with _locked(path):
         if not path.is_file():                   # epoch 0: a rerun after a Ctrl-C in epoch 1 starts from here
             save_checkpoint(path, G, D, train_kwargs["opt_g"], train_kwargs["opt_d"], 0, 0, new_history())
@@ -109,9 +106,8 @@ def train_run(G, D, data, *, name, settings, watcher, epochs, folder=None, progr
                         lambda f: f.write(json.dumps(_plain(settings, ""), indent=1, sort_keys=True).encode()))
         watcher.start_clock()
         callback.every = len(data)
-        return train_gan(G, D, data, epochs=epochs, callback=callback,
-                         checkpoint=Checkpoint(path), progress=progress, steps=fast_steps if fast else eager_steps,
-                         **train_kwargs)
+        return train_gan(G, D, data, epochs=epochs, callback=callback, checkpoint=Checkpoint(path), progress=progress,
+                         steps=fast_steps if fast else eager_steps, **train_kwargs)
 
 
 def _save_side(side, key, watcher):

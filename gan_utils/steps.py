@@ -10,6 +10,7 @@ import torch
 
 from .losses import clip_weights
 from .models import check_labels
+from .utils import _check_int
 
 MAX_LR = 10.0  # far above any GAN learning rate; beyond it float32 updates overflow or explode
 
@@ -30,9 +31,8 @@ def make_optimizer(model, name="adam", lr=2e-4, **kwargs):
 
 @torch.no_grad()
 def generate(G, z, y=None):
-    """G's samples for noise z in evaluation mode (BatchNorm uses running statistics), without
-    building a graph; G goes back to the mode it was in, also when G raises.
-    z: (N, noise_dim) -> (N, ...); y: (N,) int64 labels for a conditional G (G(z, y), checked once), None otherwise."""
+    """G's samples, z: (N, noise_dim) -> (N, ...), in evaluation mode (BatchNorm's running statistics), no graph; G goes
+    back to its mode, also when it raises. y: (N,) int64 labels of a conditional G (G(z, y), checked once) or None."""
     if y is not None and getattr(G, "n_classes", 0):
         check_labels(y, len(z), G.n_classes, type(G).__name__, values=True)
     was_training = G.training
@@ -85,14 +85,9 @@ def k_schedule(k, batches=None):
     batches: an epoch's batches, at least k."""
     if callable(k):
         def k_at(step):
-            value = k(step)
-            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"k({step}) must be an int >= 1 (D steps before the next G step), got {value!r}")
-            return value
+            return _check_int(f"k({step})", k(step), 1, " (D steps before the next G step)")
         return k_at
-    if isinstance(k, bool) or not (isinstance(k, int) and k >= 1):
-        raise ValueError(f"k (discriminator steps per generator step) must be an int >= 1 or a function "
-                         f"of the G step, got {k!r}")
+    _check_int("k (discriminator steps per generator step)", k, 1, " or a function of the G step")
     if batches is not None and batches < k:
         raise ValueError(f"an epoch has {batches} batches, fewer than k={k}: use more data or a smaller k")
     return lambda step: k

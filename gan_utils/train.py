@@ -4,6 +4,7 @@ import torch
 from .callbacks import NaNGuard, NonFinite, Recorder, TrainingInterrupted, interrupts_deferred, new_history
 from .losses import GANLoss, get_loss
 from .steps import eager_steps, k_schedule
+from .utils import _check_int
 
 
 def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", k=1, callback=None,
@@ -66,10 +67,9 @@ def train_gan(G, D, data, *, noise, epochs, opt_g, opt_d, loss="nonsaturating", 
 
 def _checked(data, epochs, loss, k, every):
     """train_gan's arguments checked: (the GANLoss, k as a function of the G step)."""
-    if isinstance(epochs, bool) or not (isinstance(epochs, int) and epochs >= 1):
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if every is not None and (isinstance(every, bool) or not (isinstance(every, int) and every >= 1)):
-        raise ValueError(f"callback.every must be an int >= 1 (G steps) or None (every epoch), got {every!r}")
+    _check_int("epochs", epochs)
+    if every is not None:
+        _check_int("callback.every", every, 1, " (G steps) or None (every epoch)")
     loss = get_loss(loss) if isinstance(loss, str) else loss
     if not isinstance(loss, GANLoss):
         raise TypeError(f"loss must be a loss name such as 'nonsaturating' or a gan_utils.GANLoss, got {loss!r}")

@@ -6,6 +6,14 @@ import random
 import numpy as np
 import torch
 
+
+def _check_int(name, value, minimum=1, hint=""):
+    """`value`, or ValueError unless it is an int (not a bool) >= minimum; `hint` follows the bound in the message."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{hint}, got {value!r}")
+    return value
+
+
 def cpu_name():
     """The CPU's model name (from /proc/cpuinfo on Linux, else what `platform` knows)."""
     name = platform.processor() or platform.machine()

@@ -36,12 +36,18 @@ def _smooth(values, window):
     return np.convolve(values, np.ones(window) / window, mode="valid")
 
 
-def plot_losses(history, ax=None, smooth=1):
-    """D and G loss per G step (moving average over `smooth` steps)."""
+def _plot_history(ax, history, smooth, keys_labels):
+    """Each history[key] (moving average over `smooth` steps) against the G step, on `ax` (a new one if None)."""
     ax = _ax(ax)
-    for key, label in (("loss_d", "D loss"), ("loss_g", "G loss")):
+    for key, label in keys_labels:
         y = _smooth(history[key], smooth)
         ax.plot(history["step"][len(history["step"]) - len(y):], y, label=label)
+    return ax
+
+
+def plot_losses(history, ax=None, smooth=1):
+    """D and G loss per G step (moving average over `smooth` steps)."""
+    ax = _plot_history(ax, history, smooth, (("loss_d", "D loss"), ("loss_g", "G loss")))
     ax.set(xlabel="generator step", ylabel="loss", title="Losses")
     ax.legend()
     return ax
@@ -49,10 +55,7 @@ def plot_losses(history, ax=None, smooth=1):
 
 def plot_d_outputs(history, ax=None, smooth=1, critic=False):
     """Mean D(x) and D(G(z)) per G step, with the equilibrium 1/2 (critic=True: raw scores, no 1/2 line)."""
-    ax = _ax(ax)
-    for key, label in (("d_real", "D(x), real"), ("d_fake", "D(G(z)), fake")):
-        y = _smooth(history[key], smooth)
-        ax.plot(history["step"][len(history["step"]) - len(y):], y, label=label)
+    ax = _plot_history(ax, history, smooth, (("d_real", "D(x), real"), ("d_fake", "D(G(z)), fake")))
     if not critic:
         ax.axhline(0.5, color="gray", ls=":", lw=1, label="1/2")
         ax.set_ylim(-0.02, 1.02)
@@ -84,14 +87,12 @@ def plot_1d(ax, x_grid, data_pdf, fake, D=None, optimal_d=False, title=None):
     optionally D*(x) = p_data / (p_data + p_g), p_g a KDE (red). x_grid: (m,) tensor; data_pdf: (m,); fake: (n, 1).
     The y axis stops at max(1.05, 1.1 max p_data); taller bars are cut and their peak labelled."""
     ax = _ax(ax)
-    x = x_grid.cpu().numpy()
-    p_data = np.asarray(data_pdf)
+    x, p_data = x_grid.cpu().numpy(), np.asarray(data_pdf)
     p_g, edges = np.histogram(fake.detach().cpu().numpy().ravel(), bins=60, range=(x[0], x[-1]), density=True)
     ax.plot(x, p_data, "k:", lw=2, label="data p_data(x)")
     ax.stairs(p_g, edges, color="tab:green", fill=True, alpha=0.35, label="generator p_g(x)")
     if D is not None:
-        device = next(D.parameters()).device
-        ax.plot(x, _d_prob(D, x_grid.view(-1, 1).to(device)), "b--", lw=2, label="D(x)")
+        ax.plot(x, _d_prob(D, x_grid.view(-1, 1).to(next(D.parameters()).device)), "b--", lw=2, label="D(x)")
     if optimal_d:  # p_g estimated with a Gaussian kernel density estimate (smoother than bins)
         p_g_on_grid = gaussian_kde(fake.detach().cpu().double().numpy().ravel())(x)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -133,13 +134,11 @@ def plot_2d(ax, real, fake, D=None, xlim=(-3, 3), ylim=(-3, 3), title=None, res=
 def animate(frames, draw, figsize=(6, 4), interval=200):
     """A matplotlib animation, draw(ax, frame) for each of `frames` (its figure closed, so it shows once)."""
     fig, ax = plt.subplots(figsize=figsize)
-
     def update(i):
         for extra in fig.axes[1:]:  # colorbars from the previous frame
             extra.remove()
         ax.clear()
         draw(ax, frames[i])
-
     anim = animation.FuncAnimation(fig, update, frames=len(frames), interval=interval)
     plt.close(fig)
     return anim
@@ -151,8 +150,8 @@ def save_gif(anim, path, fps=5):
     return path
 
 
-def plot_metrics(snapshots, keys, ax=None, labels=None, targets=None, logy=False, title="Metrics",
-                 ylabel=None, target_labels=None):
+def plot_metrics(snapshots, keys, ax=None, labels=None, targets=None, logy=False, title="Metrics", ylabel=None,
+                 target_labels=None):
     """Metrics of a SnapshotCollector (or a list of frames) against the G step, one line per key; targets:
     {key: value} dotted goal lines, labelled by target_labels (default 'goal for <label>')."""
     ax = _ax(ax)
@@ -184,10 +183,9 @@ def plot_generator_losses(axes=None, d_min=1e-3):
         per_example = torch.stack([fn(l.view(1, 1)) for l in logits])  # one loss per D value
         grad, = torch.autograd.grad(per_example.sum(), logits)
         curves[name] = (per_example.detach().numpy(), grad.abs().view(-1).numpy())
-    x = d.numpy()
     for name, (loss, grad) in curves.items():
-        axes[0].plot(x, loss, lw=2, label=name)
-        axes[1].plot(x, grad, lw=2, label=name)
+        axes[0].plot(d.numpy(), loss, lw=2, label=name)
+        axes[1].plot(d.numpy(), grad, lw=2, label=name)
     axes[0].set(xlabel="D(G(z))", ylabel="generator loss (minimized)", title="G's loss")
     axes[1].set(xlabel="D(G(z))", ylabel="|dL/dl|  (l = D's logit)", title="Size of G's gradient")
     for ax in axes:

@@ -68,3 +68,13 @@ def test_feature_matching_passes_the_labels_to_a_conditional_D():
     history = gu.train_gan(G, D, data, noise=gu.make_noise(8), epochs=1, opt_g=gu.make_optimizer(G),
                            opt_d=gu.make_optimizer(D), loss="feature_matching", progress=False)
     assert len(history["step"]) == 2
+
+
+@pytest.mark.parametrize("epochs", ["0", "-3"])
+def test_the_classifier_script_refuses_to_save_an_untrained_network(load_script, tmp_path, capsys, epochs):
+    """Issue 28, Low: `--epochs 0` saved an untrained network as the evaluation classifier."""
+    script = load_script("scripts/train_classifier.py")
+    with pytest.raises(SystemExit) as err:
+        script.main(["--epochs", epochs, "--out", str(tmp_path / "cnn.pt")])
+    assert err.value.code != 0 and "--epochs must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "cnn.pt").exists()

@@ -44,12 +44,10 @@ def dcgan_run(split, *, epochs, name="05_dcgan", width=16, upsample=False, condi
     y_eval = torch.arange(10, device=device).repeat(100) if conditional else None
     y_fixed = torch.arange(10, device=device).repeat_interleave(10) if conditional else None
     f_valid = classifier_features(split["x_valid"][:1000], classifier)
-
     def score(G):
         out = generator_scores(G, z_eval, f_valid, classifier, y=y_eval)
         checker = checkerboard_score(generate(G, z_eval, y_eval), 4)
         return {**out, "checker_db": checker["mean_db"], "nyquist_db": checker["nyquist_db"]}
-
     G, D, opt_g, opt_d = dcgan(64, width, upsample, 10 if conditional else 0, lr, betas, seed, device, conditioning,
                                minibatch if conditional else 0)
     x = split["x_train"].to(device)

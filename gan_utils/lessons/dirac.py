@@ -51,8 +51,7 @@ def dirac_losses(theta, psi, loss="saturating", gp=0.0, r1=0.0, noise=0.0, sampl
 
 
 def dirac_gradients(theta, psi, consensus=0.0, **config):
-    """(dL_G/dtheta, dL_D/dpsi) at floats theta, psi, two floats; consensus > 0 adds c * grad (1/2 ||v||^2).
-    config: the arguments of `dirac_losses`."""
+    """(dL_G/dtheta, dL_D/dpsi) at floats theta, psi; consensus > 0 adds c grad(||v||^2 / 2); config: dirac_losses'."""
     t = torch.tensor(float(theta), dtype=torch.float64, requires_grad=True)
     p = torch.tensor(float(psi), dtype=torch.float64, requires_grad=True)
     loss_d, loss_g = dirac_losses(t, p, **config)

@@ -15,13 +15,12 @@ from ..metrics import mode_metrics
 from ..models import MLPDiscriminator, MLPGenerator, spectral_normalize
 from ..steps import count_d_steps, generate, make_optimizer
 from ..train import train_gan
+from ..utils import _check_int
 
 
 def _raw_weight(linear):
     """The parameter holding a Linear's weight (out, in); under spectral normalization, the original."""
-    if parametrize.is_parametrized(linear, "weight"):
-        return linear.parametrizations.weight.original
-    return linear.weight
+    return linear.parametrizations.weight.original if parametrize.is_parametrized(linear, "weight") else linear.weight
 
 
 class BatchedMLP(nn.Module):
@@ -90,8 +89,7 @@ def mixture_sampler(centers, std):
 
 
 def mixture_scores(G, centers, std, seed, n=2500):
-    """G's n samples from noise seeded 10,000 + seed and their `mode_metrics` (centers (m, 2), std):
-    (samples (n, 2), dict)."""
+    """G's n samples (n, 2) from noise seeded 10,000 + seed, and their `mode_metrics` (centers (m, 2), std)."""
     z = torch.randn(n, 2, generator=torch.Generator().manual_seed(10_000 + seed)).to(next(G.parameters()).device)
     samples = generate(G, z).cpu()
     return samples, mode_metrics(samples, centers, std)
@@ -111,7 +109,6 @@ def per_seed(loss, seeds):
     def scaled(value):
         value.register_hook(lambda grad: grad * seeds)
         return value
-
     def d_loss(D, real, fake):
         value, real_out, fake_out = loss.d_loss(D, real, fake)
         return scaled(value), real_out, fake_out
@@ -121,16 +118,13 @@ def per_seed(loss, seeds):
 def train_seeds(G, D, sample_real, generators, *, steps, opt_g, opt_d, batch_size=256, loss="nonsaturating",
                 k=1, callback=None):
     """Train S seeds at once with `train_gan`: G, D `BatchedMLP`s, generators S torch.Generators (seed s draws
-    sample_real(batch_size, generators[s]) then 2-d normal noise). loss: a name or a GANLoss; k: an int or a
-    function of the G step; callback(step, G, D, history): as in `train_gan` (every `callback.every` G steps).
+    sample_real(batch_size, generators[s]) then 2-d normal noise); loss, k, callback: as in `train_gan`.
     Returns {'loss_d', 'loss_g'}: (steps,) tensors, means over seeds."""
     loss = per_seed(get_loss(loss) if isinstance(loss, str) else loss, len(generators))
     data = ToyBatches(lambda n: torch.stack([sample_real(n, g) for g in generators]), batch_size,
                       count_d_steps(k, steps))                          # (S, batch_size, 2) a batch
-
     def noise(n):
         return torch.stack([torch.randn(batch_size, 2, generator=g, device=g.device) for g in generators])
-
     history = train_gan(G, D, data, noise=noise, epochs=1, opt_g=opt_g, opt_d=opt_d, loss=loss, k=k,
                         callback=callback, progress=False)
     return {key: torch.tensor(history[key]) for key in ("loss_d", "loss_g")}
@@ -185,9 +179,7 @@ class EMA:
 def _run_settings(G, optimizers, steps, settings):
     """(G_out, every_step): G_out is G or its "ema" average; every_step() updates it and the "lr_decay" schedule."""
     averaged = EMA(G, settings["ema"]) if settings.get("ema") else None
-    schedules = [LinearLR(opt, 1.0, 0.0, total_iters=steps) for opt in optimizers] \
-        if settings.get("lr_decay") else []
-
+    schedules = [LinearLR(opt, 1.0, 0.0, total_iters=steps) for opt in optimizers] if settings.get("lr_decay") else []
     def every_step():
         if averaged is not None:
             averaged.update_parameters(G)
@@ -206,8 +198,7 @@ def _toy_settings(seeds, centers, steps, record_every, trick):
     if unknown:
         raise ValueError(f"unknown trick settings {sorted(unknown)}; see gan_utils.lessons.seeds.TOY_TRICKS")
     for name, value in (("steps", steps), ("record_every", record_every), ("len(seeds)", len(seeds))):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        _check_int(name, value)
     if not torch.is_tensor(centers) or centers.ndim != 2 or centers.shape[1] != 2 or not len(centers):
         raise ValueError(f"centers must be a (modes, 2) tensor of 2-d points, e.g. ring_centers(8), got "
                          f"{tuple(centers.shape) if torch.is_tensor(centers) else type(centers).__name__}")
@@ -234,7 +225,6 @@ def train_toy_seeds(seeds, centers, std, steps, device="cpu", trick="GAN", batch
         G, D = BatchedMLP(Gs, nn.ReLU()), BatchedMLP(Ds, nn.LeakyReLU(0.2))
         opt_g, opt_d = trick_optimizers(G, D, settings)
         G_out, every_step = _run_settings(G, (opt_g, opt_d), steps, settings)
-
         def callback(step, G, D, history):
             if step > 0:
                 every_step()

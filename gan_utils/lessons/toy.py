@@ -18,8 +18,7 @@ from ..utils import seed_everything
 
 
 def make_players(data_dim, noise_dim, hidden, seed=0, device="cpu"):
-    """A fresh, seeded (G, D) of MLPs with two hidden layers of `hidden` units: G: (N, noise_dim) -> (N, data_dim),
-    D: (N, data_dim) -> logits (N, 1)."""
+    """Seeded MLPs (G, D) with two hidden layers of `hidden` units: G (N, noise_dim) -> (N, data_dim), D -> (N, 1)."""
     seed_everything(seed)
     G = MLPGenerator(noise_dim, out_shape=(data_dim,), widths=(hidden, hidden), norm=None, out=None)
     D = MLPDiscriminator(in_dim=data_dim, widths=(hidden, hidden))
@@ -70,8 +69,7 @@ def gaussian_metrics(fake, mu, sigma):
 
 
 def segment_metrics(fake, slope, intercept, x_range, tol=0.1):
-    """Lesson 02's metrics of G's points (n, 2): 'dist' mean distance to the segment, 'near' fraction within `tol`,
-    'coverage' (`metrics.line_coverage`)."""
+    """Lesson 02's metrics of points (n, 2): 'dist' mean distance to the segment, 'near' (within tol), 'coverage'."""
     d = segment_distances(fake, slope, intercept, x_range)
     return {"dist": float(d.mean()), "near": float((d <= tol).mean()),
             "coverage": line_coverage(fake, slope, intercept, x_range, tol=tol)}
