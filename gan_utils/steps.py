@@ -47,16 +47,17 @@ def d_step(G, D, opt_d, real, noise, loss):
     """One discriminator update of Algorithm 1: ascend log D(x) + log(1 - D(G(z))), i.e. descend
     loss.d_loss. real: (m, ...) a minibatch of data; noise: n -> (n, noise_dim); loss: a GANLoss.
     Returns the detached (loss_d, real_out, fake_out): a scalar and D's raw outputs (m, 1)."""
-    with torch.no_grad():                         # no gradient flows into G here
+    with torch.no_grad():                 # no gradient flows into G
         fake = G(noise(len(real)))
     if fake.shape[1:] != real.shape[1:]:
-        raise ValueError(f"G makes samples of shape {tuple(fake.shape[1:])} but the data has shape "
-                         f"{tuple(real.shape[1:])}: make G's output fit the data")
+        got, want = tuple(fake.shape[1:]), tuple(real.shape[1:])
+        raise ValueError(f"G makes samples of shape {got} but the data"
+                         f" has shape {want}: make G's output fit it")
     loss_d, real_out, fake_out = loss.d_loss(D, real, fake)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    if loss.clip is not None:                     # WGAN: keep the critic's weights in [-c, c]
+    if loss.clip is not None:             # WGAN: clamp D's weights
         clip_weights(D, loss.clip)
     return loss_d.detach(), real_out.detach(), fake_out.detach()
 
@@ -68,7 +69,8 @@ def g_step(G, D, opt_g, real, noise, loss):
     real: (m, ...), used by feature matching. Returns loss_g, detached."""
     loss_g = loss.g_loss(D, G(noise(len(real))), real)
     opt_g.zero_grad(set_to_none=True)
-    loss_g.backward(inputs=[p for p in G.parameters() if p.requires_grad])
+    params = [p for p in G.parameters() if p.requires_grad]
+    loss_g.backward(inputs=params)       # gradients for G only
     opt_g.step()
     return loss_g.detach()
 
