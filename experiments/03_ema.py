@@ -21,6 +21,7 @@ Writes gan_utils/results/03_ema.json; the models at the end go to checkpoints/03
 """
 import argparse
 import copy
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 import gan_utils as gu
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # experiments/common.py, also when a test loads this file
+from common import write_json  # noqa: E402
 
 DECAYS = (0.999, 0.9999)
 
@@ -135,7 +139,7 @@ def main():
         e = gu.evaluate_generator(model, split, classifier)
         results["best"][name] = {"epoch": b["epoch"], **gu.evaluation_summary(e)}
         print(name, results["best"][name], flush=True)
-    gu.checkpoints.write_json(Path(gu.__file__).parent / "results" / args.out, results)
+    write_json(Path(gu.__file__).parent / "results" / args.out, results)
     last = {"G": G.state_dict(), "D": D.state_dict(), **{n: averaged_G(a).state_dict() for n, a in averages.items()}}
     gu.checkpoints.save_atomic(folder / "last.pt", lambda f: torch.save(last, f))
 

@@ -21,6 +21,7 @@ early-stopped and the last generator: modes, KL, Fréchet distance, Parzen) and 
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,9 @@ import matplotlib.pyplot as plt
 import torch
 
 import gan_utils as gu
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # experiments/common.py, also when a test loads this file
+from common import write_json  # noqa: E402
 
 SETTINGS = {"source": {"lr": 1e-5, "betas": (0.9, 0.999)}, "dcgan": {"lr": 2e-4, "betas": (0.5, 0.999)},
             "r1": {"lr": 2e-4, "betas": (0.5, 0.999), "loss": "r1, gamma 10"}}
@@ -90,5 +94,5 @@ if __name__ == "__main__":
     device = gu.get_device(verbose=False)
     results = run(args.setting, args.epochs, device)
     out = Path(gu.__file__).parent / "results" / f"03_{args.setting}.json"
-    gu.checkpoints.write_json(out, results)
+    write_json(out, results)
     print(json.dumps({k: results[k] for k in ("best_epoch", "train_minutes", "best", "last")}, indent=1))

@@ -18,6 +18,7 @@ written as soon as it is done: rerunning the command skips the entries already t
 """
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ import torch
 import gan_utils as gu
 from gan_utils.lessons import seeds
 from gan_utils.steps import count_d_steps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # experiments/common.py, also when a test loads this file
+from common import read_json, write_json  # noqa: E402
 
 MIXTURES = {"ring": (gu.ring_centers(8, 2.0), 0.02), "grid": (gu.grid_centers(5, 2.0), 0.05)}
 DEFAULT_TRICKS = [t for t in seeds.TOY_TRICKS if t != "minibatch discrimination"]
@@ -87,7 +91,7 @@ def main():
         extra = {key: value for key, value in (("ema", args.ema), ("lr_decay", args.lr_decay)) if value}
         for trick in args.tricks:
             key = f"{mixture}/{name(trick, extra)}/{args.steps}"
-            if key in gu.checkpoints.read_json(out, {}):
+            if key in read_json(out, {}):
                 continue
             try:
                 r = run(mixture, trick, list(range(args.seeds)), args.steps, args.record_every, extra=extra)
@@ -97,7 +101,7 @@ def main():
             f = r["final"]
             print(f"{key}: modes {sum(f['modes_covered']) / args.seeds:.2f}, HQ "
                   f"{100 * sum(f['high_quality']) / args.seeds:.1f}%, {r['seconds'] / 60:.1f} min", flush=True)
-            gu.checkpoints.write_json(out, {**gu.checkpoints.read_json(out, {}), key: r})
+            write_json(out, {**read_json(out, {}), key: r})
 
 if __name__ == "__main__":
     main()

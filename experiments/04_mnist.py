@@ -22,6 +22,7 @@ rerunning skips them), with 25 samples of seed 0's generator (the file stays und
 import argparse
 import base64
 import itertools
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,9 @@ import torch
 import gan_utils as gu
 from gan_utils.lessons import seeds
 from gan_utils.steps import count_d_steps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # experiments/common.py, also when a test loads this file
+from common import read_json, write_json  # noqa: E402
 
 LR = 2e-4   # the baseline's learning rate, both players
 # name -> what changes from the baseline: "loss" (a name or GANLoss), "D"/"G" builders, and the optimizers'
@@ -156,7 +160,7 @@ def main():
     for seed in args.seeds:
         for trick in args.tricks:
             key = f"{trick}/{seed}/{args.epochs}"
-            if key in gu.checkpoints.read_json(out, {}):
+            if key in read_json(out, {}):
                 continue
             try:
                 r = run(trick, seed, args.epochs, split, classifier, device)
@@ -165,7 +169,7 @@ def main():
                                  f"resume from its last checkpoint") from None
             print(f"{key}: modes {r['modes']}, KL {r['kl']:.3f}, FD {r['frechet']:.1f}, Parzen {r['parzen']:.1f}, "
                   f"{r['train_minutes']:.1f} + {r['eval_seconds'] / 60:.1f} min", flush=True)
-            gu.checkpoints.write_json(out, {**gu.checkpoints.read_json(out, {}), key: r}, indent=None)
+            write_json(out, {**read_json(out, {}), key: r}, indent=None)
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ Use --threads 1 to run two jobs side by side on a 2-core machine.
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,9 @@ import torch
 
 import gan_utils as gu
 from gan_utils.lessons import dcgan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # experiments/common.py, also when a test loads this file
+from common import write_json  # noqa: E402
 
 EPOCHS = 10             # notebook 05's main runs (10 epochs = 3,900 G steps)
 ABLATION = {"lr 2e-4, beta1 0.5 (DCGAN)": (2e-4, 0.5), "lr 1e-3, beta1 0.5": (1e-3, 0.5),
@@ -119,7 +123,7 @@ def main(args):
     except KeyboardInterrupt as stop:             # Ctrl-C: no results of an unfinished run, the sweep stops
         raise SystemExit(f"{args.job} interrupted ({stop}): no results written; run the command again to resume "
                          f"(the DCGAN runs continue from their last checkpoint)") from None
-    gu.checkpoints.write_json(Path(gu.__file__).parent / "results" / f"05_{args.job}.json", results)
+    write_json(Path(gu.__file__).parent / "results" / f"05_{args.job}.json", results)
 
 
 if __name__ == "__main__":

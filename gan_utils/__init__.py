@@ -25,12 +25,12 @@ from .viz import animate, plot_1d, plot_2d, plot_d_outputs, plot_generator_losse
 __version__ = "0.3.0"
 __all__ = [
     # core: Algorithm 1 and its loop
-    "d_step", "g_step", "generate", "make_optimizer", "train_gan", "new_history", "Progress",
-    "SnapshotCollector", "Watcher", "TrainingDiverged", "TrainingInterrupted",
+    "d_step", "g_step", "generate", "make_optimizer", "train_gan", "new_history", "Progress", "SnapshotCollector",
+    "Watcher", "TrainingDiverged", "TrainingInterrupted",
     # losses
     "GANLoss", "get_loss", "discriminator_loss", "generator_loss_saturating", "generator_loss_nonsaturating",
-    "feature_matching_loss", "wgan_loss", "gradient_penalty",
-    "wgan_gp_loss", "r1_penalty", "r1_loss", "matching_aware_loss",
+    "feature_matching_loss", "wgan_loss", "gradient_penalty", "wgan_gp_loss", "r1_penalty", "r1_loss",
+    "matching_aware_loss",
     # models
     "MLPGenerator", "MLPDiscriminator", "DCGANGenerator", "DCGANDiscriminator", "MaxoutDiscriminator",
     "spectral_normalize",
@@ -38,15 +38,13 @@ __all__ = [
     "sample_gaussian_1d", "gaussian_pdf", "sample_line_2d", "sample_mixture_2d", "ring_centers", "grid_centers",
     "make_noise", "TensorBatches", "ToyBatches",
     # metrics
-    "w1_to_gaussian", "mode_metrics", "kl_to_uniform",
-    "histogram_metrics", "classifier_features", "frechet_distance",
-    "generator_scores", "parzen_score", "nearest_neighbours", "evaluate_generator", "evaluation_summary",
-    "checkerboard_score",
+    "w1_to_gaussian", "mode_metrics", "kl_to_uniform", "histogram_metrics", "classifier_features",
+    "frechet_distance", "generator_scores", "parzen_score", "nearest_neighbours", "evaluate_generator",
+    "evaluation_summary", "checkerboard_score",
     # plots
     "plot_losses", "plot_d_outputs", "plot_generator_losses", "plot_metrics", "plot_1d", "plot_2d", "show_images",
     "animate",
     # utils and plumbing a lesson calls
     "seed_everything", "get_device", "setup_notebook", "by_profile", "get_profile", "hardware", "run_summary",
-    "mnist_split", "load_classifier", "mlp_gan", "train_run",
-    "__version__",
+    "mnist_split", "load_classifier", "mlp_gan", "train_run", "__version__",
 ]

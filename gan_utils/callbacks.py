@@ -80,8 +80,7 @@ class Recorder:
 
     def __init__(self, history, critic, total=None, progress=True, step=None):
         options = progress if isinstance(progress, Progress) else Progress(bar=bool(progress))
-        if not (isinstance(options.every, int) and options.every >= 1):
-            raise ValueError(f"Progress.every must be an int >= 1 (G steps), got {options.every!r}")
+        _check_int("Progress.every", options.every, 1, " (G steps)")
         self.rows, self.pending, self.every = history, [], options.every   # pending: (4,) tensors on the device
         self.step = step if step is not None else (history["step"][-1] if history["step"] else 0)
         self.first_step, self.epoch = self.step, 0
@@ -141,12 +140,6 @@ def all_finite(*objects):
     return all(bool(torch.stack(c).all()) for c in checks.values())
 
 
-def restore_state(objects, states):
-    """Load `states` into models and optimizers (captured CUDA-graph steps must be rebuilt afterwards)."""
-    for obj, state in zip(objects, states):
-        obj.load_state_dict(state)
-
-
 class NaNGuard:
     """Keeps a copy of the last finite state of (G, D, opt_g, opt_d): at the start and at each epoch's end."""
 
@@ -168,7 +161,8 @@ class NaNGuard:
     def restore(self, history, err):
         """Restore the good state, drop the history's rows after it; return TrainingDiverged."""
         good_step, states = self.good
-        restore_state(self.objects, states)
+        for obj, state in zip(self.objects, states):   # captured CUDA-graph steps must be rebuilt afterwards
+            obj.load_state_dict(state)
         del_from = bisect.bisect_right(history["step"], good_step)
         for key in HISTORY_KEYS:
             del history[key][del_from:]
@@ -180,18 +174,15 @@ class NaNGuard:
 
 class SnapshotCollector:
     """A `train_gan` callback, called every `every` G steps (None: every epoch), storing a frame {'step', 'fake': G(z)
-    on the CPU (z: (n, noise_dim)), 'D': a frozen CPU copy of D (if keep_d), **metrics(fake) (a dict of floats)}."""
+    on the CPU (z: (n, noise_dim)), 'D': a frozen CPU copy of D, **metrics(fake) (a dict of floats)}."""
 
-    def __init__(self, z, metrics=None, keep_d=True, every=None):
-        self.z, self.metrics, self.keep_d, self.every = z, metrics, keep_d, every
-        self.frames = []
+    def __init__(self, z, metrics=None, every=None):
+        self.z, self.metrics, self.every, self.frames = z, metrics, every, []
 
     @torch.no_grad()
     def __call__(self, step, G, D, history):
         fake = generate(G, self.z.to(next(G.parameters()).device)).cpu()
-        frame = {"step": step, "fake": fake}
-        if self.keep_d:
-            frame["D"] = copy.deepcopy(D).cpu().eval().requires_grad_(False)
+        frame = {"step": step, "fake": fake, "D": copy.deepcopy(D).cpu().eval().requires_grad_(False)}
         if self.metrics is not None:
             frame.update(self.metrics(fake))
         self.frames.append(frame)

@@ -2,7 +2,6 @@
 SHA-256 checksum; loading checks everything before it changes the models, optimizers or RNGs."""
 import errno
 import hashlib
-import json
 import os
 import pickle
 import random
@@ -121,20 +120,14 @@ def _alive(pid):
     return True
 
 
-def clean_stale_temporaries(path):
-    """Remove the temporary files of `path` left by a killed process (`.<name>.<pid>.*.tmp` of a dead pid)."""
-    path = Path(path)
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".")[0]
-        if not pid.isdigit() or not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
 def save_atomic(path, write):
     """write(file object) into a unique temporary file beside `path`, then rename it to `path`; stale temporaries
     of `path` are removed first, and on an error (a full disk) the temporary goes and OSError names file and space."""
     path = Path(path)
-    clean_stale_temporaries(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):   # .<name>.<pid>.*.tmp of a killed process
+        pid = stale.name[len(path.name) + 2:].split(".")[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -151,24 +144,8 @@ def save_atomic(path, write):
         free = shutil.disk_usage(path.parent).free / 2 ** 20
         raise OSError(getattr(exc, "errno", None) or errno.EIO,
                       f"could not write {path} ({exc}); {free:,.0f} MiB free in {path.parent}: free some space "
-                      f"or write to another folder (e.g. set GAN_CHECKPOINT_DIR)") from exc
+                      f"or write to another folder (for checkpoints: set GAN_CHECKPOINT_DIR)") from exc
     return path
-
-
-def write_json(path, obj, indent=1):
-    """Write `obj` as JSON to `path` atomically (a reader finds the old file or the new one, never a part)."""
-    return save_atomic(Path(path), lambda f: f.write(json.dumps(obj, indent=indent).encode()))
-
-
-def read_json(path, default=None):
-    """The JSON content of `path` (`default` when there is no file); ValueError naming a damaged file."""
-    path = Path(path)
-    if default is not None and not path.exists():
-        return default
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}): restore it (e.g. git checkout it) or delete it") from None
 
 
 def save_checkpoint(path, G, D, opt_g, opt_d, step, epoch, history):
@@ -239,18 +216,19 @@ def _check_optimizer(name, opt, saved, saved_type):
                                       f"opt_d swapped, or the model built with other settings?")
 
 
-def _check_progress(state):
+def _check_progress(state, path):
     step, epoch, history = state["step"], state["epoch"], state["history"]
     if not (isinstance(step, int) and step >= 0 and isinstance(epoch, int) and 0 <= epoch <= step):
-        raise CheckpointError(f"the checkpoint's step {step!r} and epoch {epoch!r} must be ints, 0 <= epoch <= step")
+        raise CheckpointError(f"{path}: the checkpoint's step {step!r} and epoch {epoch!r} must be ints, "
+                              f"0 <= epoch <= step")
     if not (isinstance(history, dict) and all(isinstance(v, list) for v in history.values())
             and len({len(v) for v in history.values()}) <= 1
             and all(isinstance(x, (int, float)) for v in history.values() for x in v)):
-        raise CheckpointError("the checkpoint's history is not a dict of equally long lists of numbers")
+        raise CheckpointError(f"{path}: the checkpoint's history is not a dict of equally long lists of numbers")
     steps, epochs = history.get("step") or [step], history.get("epoch") or [epoch - 1]
     if steps[-1] != step or not epochs[-1] < epoch:
-        raise CheckpointError(f"the checkpoint's step {step} and epoch {epoch} disagree with its history (last row: "
-                              f"step {steps[-1]}, epoch {epochs[-1]}): a crafted or damaged file")
+        raise CheckpointError(f"{path}: the checkpoint's step {step} and epoch {epoch} disagree with its history "
+                              f"(last row: step {steps[-1]}, epoch {epochs[-1]}): a crafted or damaged file")
 
 
 def _load_optimizer(name, opt, saved):
@@ -279,10 +257,7 @@ def read_checkpoint(path):
     if checksum(state) != saved_sum:
         raise CheckpointError(f"{path} is corrupted or truncated: its content does not match its checksum. "
                               f"Delete it, or load an earlier checkpoint.")
-    try:
-        _check_progress(state)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+    _check_progress(state, path)
     return state
 
 
@@ -292,14 +267,13 @@ def load_checkpoint(path, G, D, opt_g=None, opt_d=None, restore_rng=True):
     state = read_checkpoint(path)
     _check_model("G", G, state["G"])
     _check_model("D", D, state["D"])
-    for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)):
-        if opt is not None:
-            _check_optimizer(name, opt, state[name], state["types"].get(name))
+    optimizers = [(name, opt) for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)) if opt is not None]
+    for name, opt in optimizers:
+        _check_optimizer(name, opt, state[name], state["types"].get(name))
     if restore_rng:
         _check_rng_state(state["rng"])
     G.load_state_dict(state["G"]), D.load_state_dict(state["D"])   # copies onto the models' own devices
-    notes = [_load_optimizer(name, opt, state[name])
-             for name, opt in (("opt_g", opt_g), ("opt_d", opt_d)) if opt is not None]
+    notes = [_load_optimizer(name, opt, state[name]) for name, opt in optimizers]
     if any(notes):
         print("Keeping your optimizer settings: " + ", ".join(n for n in notes if n))
     if restore_rng:

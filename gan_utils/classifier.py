@@ -1,15 +1,10 @@
 """The MNIST evaluation classifier, a small CNN trained on the GAN's 'train' part of `mnist_split` and measured on
 images neither saw (paper: the 10,000 test images; offline: the other 2,000). `load_classifier()`: shipped weights
 (sha256 checked), else the per-user cache (checked against its .json), else trained now and cached.
-Reproduce the shipped weights (10 epochs, seed 0; offline 0.9835, paper 0.9932 held-out accuracy) with
-    GAN_DATA_DIR=../shared/data        python scripts/train_classifier.py --ship   # offline
-    GAN_DATA_DIR=../shared/mnist-full  python scripts/train_classifier.py --ship --threads 1  # paper
-    python scripts/train_classifier.py --ship --dataset fashion_mnist --epochs 4                 # Fashion-MNIST
-torch.save stores the file's name in the archive: compare copies by their tensors, not their sha256."""
+scripts/train_classifier.py reproduces the shipped weights; torch.save stores the file's name in the archive:
+compare copies by their tensors, not their sha256."""
 import hashlib
 import json
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checkpoints import save_atomic
 from .data import check_pixels
 from .mnist import mnist_split, user_cache_dir
 
@@ -101,7 +97,8 @@ def train_classifier(split=None, epochs=10, batch_size=64, lr=1e-3, seed=0, devi
     model = MNISTClassifier().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(x) // batch_size)
-    bar = tqdm(total=steps, disable=not verbose, unit="batch", desc=f"training the {'Fashion-MNIST' if split.get('dataset') == 'fashion_mnist' else 'MNIST'} classifier")
+    name = "Fashion-MNIST" if split.get("dataset") == "fashion_mnist" else "MNIST"
+    bar = tqdm(total=steps, disable=not verbose, unit="batch", desc=f"training the {name} classifier")
     start = time.time()
     for epoch in range(epochs):
         if epoch >= epochs // 2:
@@ -135,7 +132,7 @@ def cache_path(protocol, cache_dir=None):
 
 
 def _check_cached(path, protocol):
-    """Raise ValueError unless `path` matches its .json's sha256, protocol and MIN_ACCURACY."""
+    """`path`, or ValueError unless it matches its .json's sha256, protocol and MIN_ACCURACY."""
     sidecar = path.with_suffix(".json")
     try:
         meta = json.loads(sidecar.read_text())
@@ -147,19 +144,16 @@ def _check_cached(path, protocol):
     if meta.get("protocol") != protocol or not acc >= MIN_ACCURACY[protocol]:   # NaN is refused too
         raise ValueError(f"cached classifier {path} is for the {meta.get('protocol')} protocol with accuracy "
                          f"{acc:.4f}; the {protocol} protocol needs {MIN_ACCURACY[protocol]}")
+    return path
 
 
 def _save_cached(model, info, path):
-    """Write the weights and their sidecar record under temporary names, then rename them."""
+    """Write the weights, then their record (.json), each atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    torch.save(model.state_dict(), tmp)
-    record = {"sha256": sha256(tmp), "accuracy": info["accuracy"], "protocol": info["protocol"],
+    save_atomic(path, lambda f: torch.save(model.state_dict(), f))
+    record = {"sha256": sha256(path), "accuracy": info["accuracy"], "protocol": info["protocol"],
               "n_train": info["n_train"], "n_held_out": info["n_held_out"], "trained_on": info["trained_on"]}
-    path.with_suffix(".json.tmp").write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
-    os.replace(path.with_suffix(".json.tmp"), path.with_suffix(".json"))
+    save_atomic(path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=1).encode()))
 
 
 def _train_and_cache(split, device, cached):
@@ -182,10 +176,8 @@ def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=Tru
     """The frozen eval-mode classifier on `device` for the protocol of `split` (default `mnist_split()`): shipped
     weights (sha256-checked), else the checked `cache_path`, else trained if train_if_missing; verbose: print which."""
     split = split if split is not None else mnist_split()
-    protocol = split["protocol"]
-    shipped = WEIGHTS_DIR / f"mnist_cnn_{protocol}.pt"
-    cached = cache_path(protocol, cache_dir)
-    source = None
+    protocol, source = split["protocol"], None
+    shipped, cached = WEIGHTS_DIR / f"mnist_cnn_{protocol}.pt", cache_path(protocol, cache_dir)
     if shipped.is_file():
         digest = sha256(shipped)
         if digest != SHIPPED_SHA256.get(protocol):
@@ -194,8 +186,7 @@ def load_classifier(split=None, device="cpu", train_if_missing=True, verbose=Tru
         source = shipped
     elif cached.is_file():
         try:
-            _check_cached(cached, protocol)
-            source = cached
+            source = _check_cached(cached, protocol)
         except ValueError as exc:
             if not train_if_missing:
                 raise ValueError(f"{exc}. Train a new one: load_classifier(train_if_missing=True) or "

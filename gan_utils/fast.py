@@ -1,9 +1,8 @@
-"""A GPU fast path: `d_step` and `g_step` captured once as CUDA graphs, each later step one `graph.replay()`.
-The real batch is copied into a static buffer, the noise drawn inside the graph (same numbers as eager), the
-outputs are static tensors overwritten by the next replay, the optimizers run with capturable=True.
-The lr and the optimizers' state tensors are fixed at capture: after load_state_dict (a NaN-guard restore, a
-resume) or a new lr the step functions raise; call `fast_steps` again. On a CPU, or when capture fails,
-`fast_steps` returns the eager steps with a one-line message; d_fn.captured says which (GAN_FAST_STRICT=1: a failed
+"""A GPU fast path: `d_step` and `g_step` captured once as CUDA graphs, each later step one `graph.replay()` (the real
+batch copied into a static buffer, the noise drawn inside the graph as eager draws it, static outputs overwritten by
+the next replay, optimizers with capturable=True). The lr and the optimizers' state tensors are fixed at capture:
+after load_state_dict (a NaN-guard restore, a resume) or a new lr the steps raise; call `fast_steps` again. On a CPU,
+or when capture fails, the eager steps with a one-line message (d_fn.captured False; GAN_FAST_STRICT=1: a failed
 capture raises). `_cuda` and CAPTURE_DEVICES are the seam the CPU tests fake a capture through."""
 import copy
 import os
@@ -31,12 +30,15 @@ def fast_steps(G, D, opt_g, opt_d, noise, loss, real_example, verbose=True):
     if not torch.is_tensor(real_example):
         return _eager(G, D, opt_g, opt_d, noise, loss, verbose,
                       "(images, labels) batches of a conditional GAN are not captured")
-    saved = _snapshot(G, D, opt_g, opt_d, device)
+    saved = (*(copy.deepcopy(obj.state_dict()) for obj in (G, D, opt_g, opt_d)), _cuda.get_rng_state(device))
     start, stream = time.perf_counter(), _cuda.current_stream(device)
     try:
         steps = _capture(G, D, opt_g, opt_d, noise, loss, real_example.to(device), saved)
-    except Exception as exc:   # any failure: put everything back and train eagerly
-        _end_failed_capture(stream, device)
+    except Exception as exc:   # any failure: back to the caller's stream, everything put back, train eagerly
+        _cuda.set_stream(stream)
+        _cuda.synchronize(device)
+        with _cuda.device(device), _cuda.graph(_cuda.CUDAGraph()):   # one tiny capture resets the RNG's capture mode
+            torch.zeros(1, device=device)
         for obj, state in zip((G, D, opt_g, opt_d), saved[:4]):
             obj.load_state_dict(state)
         _cuda.set_rng_state(saved[4], device)
@@ -56,19 +58,6 @@ def _eager(G, D, opt_g, opt_d, noise, loss, verbose, why):
     if verbose:
         print(f"fast path: {why}; training eagerly with d_step/g_step")
     return steps
-
-
-def _end_failed_capture(stream, device):
-    """After a failed capture: back to the caller's stream, and one tiny capture resets the RNG's capture mode."""
-    _cuda.set_stream(stream)
-    _cuda.synchronize(device)
-    with _cuda.device(device), _cuda.graph(_cuda.CUDAGraph()):
-        torch.zeros(1, device=device)
-
-
-def _snapshot(G, D, opt_g, opt_d, device):
-    """Copies of everything a warm-up step changes: (G, D, opt_g, opt_d state dicts, CUDA RNG state)."""
-    return (*(copy.deepcopy(obj.state_dict()) for obj in (G, D, opt_g, opt_d)), _cuda.get_rng_state(device))
 
 
 @torch.no_grad()
@@ -131,19 +120,14 @@ def _capture(G, D, opt_g, opt_d, noise, loss, real_example, saved, warmup=3):
         out_g = g_step(G, D, opt_g, static_real, noise, loss)
     _restore_in_place(G, D, opt_g, opt_d, saved, device)
     check = _staleness_check(opt_g, opt_d)
-    def d_fn(real, G_batch, D_batch):
-        if real.shape != static_real.shape or G_batch is not G or D_batch is not D:
-            return d_step(G_batch, D_batch, opt_d, real, noise, loss)
-        check()
-        static_real.copy_(real)
-        graph_d.replay()
-        return out_d
-    def g_fn(real, G_batch, D_batch):
-        if real.shape != static_real.shape or G_batch is not G or D_batch is not D:
-            return g_step(G_batch, D_batch, opt_g, real, noise, loss)
-        check()
-        static_real.copy_(real)   # read only by losses that use real data (feature matching)
-        graph_g.replay()
-        return out_g
-    d_fn.captured = g_fn.captured = True
-    return d_fn, g_fn
+    def replay(step, opt, graph, out):
+        def step_fn(real, G_batch, D_batch):
+            if real.shape != static_real.shape or G_batch is not G or D_batch is not D:
+                return step(G_batch, D_batch, opt, real, noise, loss)   # another batch: eagerly
+            check()
+            static_real.copy_(real)   # g_step reads it only for losses that use real data (feature matching)
+            graph.replay()
+            return out
+        step_fn.captured = True
+        return step_fn
+    return replay(d_step, opt_d, graph_d, out_d), replay(g_step, opt_g, graph_g, out_g)

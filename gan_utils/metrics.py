@@ -24,16 +24,15 @@ def _samples_1d(samples, sigma, who):
 
 
 def w1_to_gaussian(samples, mu, sigma):
-    """Wasserstein-1 distance of the samples (n,) or (n, 1) to N(mu, sigma^2): W1 = int_0^1 |F^-1(u) - Phi^-1(u)| du
-    ~ mean_i |x_(i) - q_i|, with x_(i) sorted and q_i the target's quantile at u_i = (i + 1/2) / n."""
+    """Wasserstein-1 distance of the samples (n,) or (n, 1) to N(mu, sigma^2), int_0^1 |F^-1(u) - Phi^-1(u)| du:
+    the mean distance of the sorted samples to the target's quantiles at (i + 1/2) / n."""
     x = _samples_1d(samples, sigma, "w1_to_gaussian")
     u = (np.arange(len(x)) + 0.5) / len(x)
     return float(np.mean(np.abs(x - stats.norm.ppf(u, loc=mu, scale=sigma))))
 
 
 def ks_to_gaussian(samples, mu, sigma):
-    """Kolmogorov-Smirnov statistic sup_x |F_n(x) - Phi_{mu,sigma}(x)| against N(mu, sigma^2); samples: (n,) or
-    (n, 1). D = max_i max(i / n - u_i, u_i - (i - 1) / n), u_i = Phi((x_(i) - mu) / sigma), x sorted."""
+    """Kolmogorov-Smirnov statistic sup_x |F_n(x) - Phi(x)| of the samples (n,) or (n, 1) against N(mu, sigma^2)."""
     x = _samples_1d(samples, sigma, "ks_to_gaussian")
     u = stats.norm.cdf((x - mu) / sigma)
     i = np.arange(1, len(x) + 1)
@@ -156,14 +155,6 @@ def frechet_distance(feats_a, feats_b):
     return float(max(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * tr_cross, 0.0))
 
 
-def classifier_frechet(generated, real, baseline, classifier):
-    """Fréchet distance of classifier features, `generated` vs `real`, and `baseline` vs `real` for scale (use as
-    many baseline as generated images). Images (N, 1, 28, 28) in [0, 1]. Returns {'frechet', 'real_vs_real'}."""
-    f_real = classifier_features(real, classifier)
-    return {"frechet": frechet_distance(classifier_features(generated, classifier), f_real),
-            "real_vs_real": frechet_distance(classifier_features(baseline, classifier), f_real)}
-
-
 def generator_scores(G, z, real_features, classifier, y=None):
     """Quick scores of G(z, y), z (N, noise_dim): 'modes' and 'kl' of its class histogram, 'frechet' of its features
     to `real_features` (M, 64); with labels y (N,) int64 also 'accuracy' (fraction classified as y)."""
@@ -231,8 +222,9 @@ def nearest_neighbours(x, reference, batch_size=500):
 
 def evaluate_generator(G, split, classifier, n=10_000, n_valid=1000, n_test=None):
     """Notebook 03's evaluation of G on an `mnist_split`, n samples (n, 1, 28, 28) from noise seeded 2 (conditional G:
-    labels arange(n) % n_classes): {'samples', 'counts', 'hist', 'fd' (classifier_frechet vs the test images),
-    'parzen' (sigma on n_valid validation images, scored on the first n_test test images, None: all)}."""
+    labels arange(n) % n_classes): {'samples', 'counts', 'hist', 'fd': the Fréchet distance of classifier features to
+    as many test images, 'frechet', and for scale that of as many training images, 'real_vs_real'; 'parzen' (sigma on
+    n_valid validation images, scored on the first n_test test images, None: all)}."""
     device = next(G.parameters()).device
     z = torch.randn(n, G.noise_dim, generator=torch.Generator().manual_seed(2)).to(device)
     n_classes = getattr(G, "n_classes", 0)
@@ -240,8 +232,10 @@ def evaluate_generator(G, split, classifier, n=10_000, n_valid=1000, n_test=None
     counts = class_histogram(samples, classifier)
     test = split["x_test"] if n_test is None else split["x_test"][:n_test]
     n_ref = min(n, len(test))
-    return {"samples": samples, "counts": counts, "hist": histogram_metrics(counts),
-            "fd": classifier_frechet(samples[:n_ref], test[:n_ref], split["x_train"][:n_ref], classifier),
+    f_test = classifier_features(test[:n_ref], classifier)
+    fd = {"frechet": frechet_distance(classifier_features(samples[:n_ref], classifier), f_test),
+          "real_vs_real": frechet_distance(classifier_features(split["x_train"][:n_ref], classifier), f_test)}
+    return {"samples": samples, "counts": counts, "hist": histogram_metrics(counts), "fd": fd,
             "parzen": parzen_score(samples, split["x_valid"][:n_valid], test)}
 
 

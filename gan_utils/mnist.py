@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torchvision
 
+from .checkpoints import save_atomic
+
 DATA_DIR_VARIABLE = "GAN_DATA_DIR"
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -162,28 +164,24 @@ def _check_root(root, dataset):
 
 def _load_files(dataset, train, root, download):
     """Find (downloading if allowed) the files of one split. Returns (files or None, split, error)."""
-    raw_dir = root / DATASETS[dataset] / "raw"
-    files = _find_split(raw_dir, "train" if train else "t10k")
+    raw_dir, prefix, error = root / DATASETS[dataset] / "raw", "train" if train else "t10k", None
+    files = _find_split(raw_dir, prefix)
     installed = user_cache_dir() / DATASETS[dataset] / "raw"       # install_debian_fashion_mnist's default
     if files is None and dataset == "fashion_mnist" and installed != raw_dir:
-        files = _find_split(installed, "train" if train else "t10k")
-    error = None
+        files = _find_split(installed, prefix)
     if files is None and download:
         try:
             _download(dataset, root, train)
-            files = _find_split(raw_dir, "train" if train else "t10k")
+            files = _find_split(raw_dir, prefix)
         except Exception as exc:  # no network, read-only folder, a bad download, ...
             error = exc
-    split = "train" if train else "test"
-    if files is None and train:
-        files = _find_split(raw_dir, "t10k")
-        if files is not None:
-            split = "test"
-            warnings.warn(
-                f"The {dataset} training split is not in {raw_dir} and could not be downloaded "
-                f"({type(error).__name__ if error else 'download=False'}). Falling back to the 10,000-image TEST "
-                "split: results are not comparable with papers that train on the 60,000 training images.", stacklevel=3)
-    return files, split, error
+    if files is None and train and _find_split(raw_dir, "t10k") is not None:
+        warnings.warn(
+            f"The {dataset} training split is not in {raw_dir} and could not be downloaded "
+            f"({type(error).__name__ if error else 'download=False'}). Falling back to the 10,000-image TEST "
+            "split: results are not comparable with papers that train on the 60,000 training images.", stacklevel=3)
+        return _find_split(raw_dir, "t10k"), "test", error
+    return files, "train" if train else "test", error
 
 
 def load_images(dataset="mnist", train=True, root=None, device="cpu", pixels="01", limit=None, download=True):
@@ -271,8 +269,8 @@ def mnist_split(root=None, device="cpu", download=True, dataset="mnist"):
 
 def install_debian_fashion_mnist(root=None, source=DEBIAN_FASHION_DIR):
     """Decompress Debian's Fashion-MNIST (apt-get install dataset-fashion-mnist) into <root>/FashionMNIST/raw,
-    root defaulting to `user_cache_dir()`, where `load_images('fashion_mnist')` finds it. Each file is written under
-    a temporary name, md5-checked, then renamed; a good file already there is kept, a bad one replaced."""
+    root defaulting to `user_cache_dir()`, where `load_images('fashion_mnist')` finds it. Each file is md5-checked,
+    then written atomically; a good file already there is kept, a bad one replaced."""
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source} does not exist: run `apt-get install dataset-fashion-mnist`")
@@ -282,12 +280,6 @@ def install_debian_fashion_mnist(root=None, source=DEBIAN_FASHION_DIR):
         target = raw_dir / gz.name[:-3]
         if target.is_file() and hashlib.md5(target.read_bytes()).hexdigest() == _expected_md5("fashion_mnist", target):
             continue   # a good copy; a truncated or wrong leftover is replaced
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=raw_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_read_bytes(gz))
-            read_idx(tmp, _expected_md5("fashion_mnist", target))
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        read_idx(gz, _expected_md5("fashion_mnist", target))          # checked before anything is written
+        save_atomic(target, lambda f: f.write(_read_bytes(gz)))
     return raw_dir

@@ -22,9 +22,8 @@ def _check_input(model, x, expected, y=None):
 
 
 class VirtualBatchNorm(nn.Module):
-    """Virtual batch norm (Salimans et al. 2016): x normalized with a fixed reference batch R plus x, mu = (sum_R r + x)
-    / (|R| + 1), var = (sum_R r^2 + x^2) / (|R| + 1) - mu^2, y = gamma (x - mu) / sqrt(var + eps) + beta; the n_ref
-    reference rows come first (reference statistics alone). (N, num_features) -> (N, num_features)."""
+    """Virtual batch norm (Salimans et al. 2016): each x normalized with the statistics of a fixed reference batch plus
+    x itself; the n_ref reference rows come first (their own statistics). (N, num_features) -> (N, num_features)."""
 
     def __init__(self, num_features, eps=1e-5):
         super().__init__()
@@ -61,10 +60,8 @@ class MLPGenerator(nn.Module):
         layers, d = [], noise_dim
         for w in widths:
             layers.append(nn.Linear(d, w))
-            if norm == "batch":
-                layers.append(nn.BatchNorm1d(w))
-            elif norm == "virtual":
-                layers.append(VirtualBatchNorm(w))
+            if norm is not None:
+                layers.append(nn.BatchNorm1d(w) if norm == "batch" else VirtualBatchNorm(w))
             layers.append(nn.ReLU())
             d = w
         layers.append(nn.Linear(d, math.prod(self.out_shape)))

@@ -3,6 +3,7 @@ import ast
 import inspect
 import json
 import os
+import platform
 import sys
 import textwrap
 import time
@@ -10,7 +11,7 @@ from importlib import resources
 
 import torch
 
-from .utils import cpu_name, get_device
+from .utils import get_device
 from .viz import use_course_style
 
 PROFILE_VARIABLE = "GAN_PROFILE"
@@ -120,11 +121,16 @@ def interact_manual(function, **controls):
 
 
 def hardware(device):
-    """One line naming the machine a run used: the GPU, or the CPU with its cores and torch threads."""
+    """One line naming the machine a run used: the GPU, or the CPU (its model name from /proc/cpuinfo on Linux) with
+    its cores and torch threads."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    name = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+    return f"CPU ({name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 def run_summary(start, device):

@@ -1,6 +1,5 @@
-"""Small helpers every run needs: seeding, the device, and the CPU's name."""
+"""Small helpers every run needs: seeding, the device, an int check."""
 import os
-import platform
 import random
 
 import numpy as np
@@ -12,15 +11,6 @@ def _check_int(name, value, minimum=1, hint=""):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}{hint}, got {value!r}")
     return value
-
-
-def cpu_name():
-    """The CPU's model name (from /proc/cpuinfo on Linux, else what `platform` knows)."""
-    name = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            name = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), name)
-    return name
 
 
 def seed_everything(seed):

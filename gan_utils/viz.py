@@ -144,12 +144,6 @@ def animate(frames, draw, figsize=(6, 4), interval=200):
     return anim
 
 
-def save_gif(anim, path, fps=5):
-    """Write an animation from `animate` to a GIF file (Pillow)."""
-    anim.save(path, writer=animation.PillowWriter(fps=fps))
-    return path
-
-
 def plot_metrics(snapshots, keys, ax=None, labels=None, targets=None, logy=False, title="Metrics", ylabel=None,
                  target_labels=None):
     """Metrics of a SnapshotCollector (or a list of frames) against the G step, one line per key; targets:
@@ -177,15 +171,12 @@ def plot_generator_losses(axes=None, d_min=1e-3):
         axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4.2), layout="constrained")[1]
     d = torch.linspace(d_min, 1 - d_min, 400, dtype=torch.float64)
     logits = torch.log(d / (1 - d)).view(-1, 1).requires_grad_(True)
-    curves = {}
     for name, fn in (("saturating  log(1 - D)", generator_loss_saturating),
                      ("non-saturating  -log D", generator_loss_nonsaturating)):
         per_example = torch.stack([fn(l.view(1, 1)) for l in logits])  # one loss per D value
         grad, = torch.autograd.grad(per_example.sum(), logits)
-        curves[name] = (per_example.detach().numpy(), grad.abs().view(-1).numpy())
-    for name, (loss, grad) in curves.items():
-        axes[0].plot(d.numpy(), loss, lw=2, label=name)
-        axes[1].plot(d.numpy(), grad, lw=2, label=name)
+        axes[0].plot(d.numpy(), per_example.detach().numpy(), lw=2, label=name)
+        axes[1].plot(d.numpy(), grad.abs().view(-1).numpy(), lw=2, label=name)
     axes[0].set(xlabel="D(G(z))", ylabel="generator loss (minimized)", title="G's loss")
     axes[1].set(xlabel="D(G(z))", ylabel="|dL/dl|  (l = D's logit)", title="Size of G's gradient")
     for ax in axes:

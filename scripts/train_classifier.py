@@ -1,5 +1,6 @@
 """Train the MNIST (or Fashion-MNIST) evaluation classifier of `gan_utils.classifier`, print its
-held-out accuracy and save the weights. Reproduce the shipped weights with
+held-out accuracy and save the weights. Reproduce the shipped weights (10 epochs, seed 0; held-out
+accuracy offline 0.9835, paper 0.9932) with
 
     GAN_DATA_DIR=../shared/data        python scripts/train_classifier.py --ship   # offline
     GAN_DATA_DIR=../shared/mnist-full  python scripts/train_classifier.py --ship --threads 1  # paper

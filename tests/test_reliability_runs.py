@@ -312,7 +312,7 @@ def test_05_dcgan_jobs_exit_on_a_ctrl_c_without_results(load_script, monkeypatch
     monkeypatch.setattr(dc05.dcgan, "dcgan_run", interrupted)
     monkeypatch.setattr(gu, "mnist_split", lambda **k: {})
     written = []
-    monkeypatch.setattr(gu.checkpoints, "write_json", lambda *a, **k: written.append(a))
+    monkeypatch.setattr(dc05, "write_json", lambda *a, **k: written.append(a))
     for job in ("dcgan", "ablation"):
         args = type("Args", (), {"job": job, "width": 16, "conditioning": "concat", "minibatch": 16})
         with pytest.raises(SystemExit, match=f"{job} interrupted") as err:
@@ -372,12 +372,13 @@ def test_crafted_checkpoints_are_refused(tmp_path, edit, message):
         checkpoints.load_checkpoint(path, G, D, opt_g, opt_d)
 
 
-def test_write_json_is_atomic(tmp_path, monkeypatch):
+def test_write_json_is_atomic(tmp_path, monkeypatch, load_script):
+    common = load_script("experiments/common.py")
     out = tmp_path / "r.json"
-    checkpoints.write_json(out, {"a": 1})
+    common.write_json(out, {"a": 1})
     monkeypatch.setattr(json, "dumps", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
     with pytest.raises(OSError, match="could not write"):
-        checkpoints.write_json(out, {"a": 2})
+        common.write_json(out, {"a": 2})
     assert json.loads(out.read_text()) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["r.json"]
 
 

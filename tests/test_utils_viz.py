@@ -60,5 +60,5 @@ def test_1d_and_2d_plots_and_animation(tmp_path):
     anim = gu.animate([1, 2, 3], lambda ax, f: ax.plot([0, f], [0, f]))
     html = anim.to_jshtml()
     assert "<img" in html or "frames" in html
-    path = gu.viz.save_gif(anim, tmp_path / "a.gif")
-    assert path.stat().st_size > 0
+    anim.save(tmp_path / "a.gif", writer="pillow", fps=5)
+    assert (tmp_path / "a.gif").stat().st_size > 0

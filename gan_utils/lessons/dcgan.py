@@ -71,15 +71,9 @@ def conv_matrix(kernel, n, stride=1, padding=0):
     if stride < 1 or padding < 0 or m < 1:
         raise ValueError(f"a {k}x{k} kernel does not fit an {n}x{n} input with stride {stride} and padding "
                          f"{padding}: use n >= k - 2 padding, stride >= 1, padding >= 0")
-    C = torch.zeros(m * m, n * n, dtype=kernel.dtype, device=kernel.device)
-    for i in range(m):
-        for j in range(m):
-            for a in range(k):
-                for b in range(k):
-                    r, c = i * stride - padding + a, j * stride - padding + b
-                    if 0 <= r < n and 0 <= c < n:
-                        C[i * m + j, r * n + c] = kernel[a, b]
-    return C
+    pixels = torch.eye(n * n, dtype=kernel.dtype, device=kernel.device).view(n * n, 1, n, n)   # one image per pixel
+    columns = nn.functional.conv2d(pixels, kernel.view(1, 1, k, k), stride=stride, padding=padding)
+    return columns.view(n * n, m * m).T.contiguous()    # column j: the convolution of input pixel j alone
 
 
 def overlap_counts(kernel_size, stride, size, device="cpu"):

@@ -216,8 +216,7 @@ def train_toy_seeds(seeds, centers, std, steps, device="cpu", trick="GAN", batch
     returned); "lr_decay": lrs go linearly to 0. Returns (Gs, Ds, history {'loss_d', 'loss_g'})."""
     settings = _toy_settings(seeds, centers, steps, record_every, trick)
     variant = {key: settings[key] for key in ("pack", "spectral", "minibatch") if key in settings}
-    models = [toy_models(s, device, **variant) for s in seeds]
-    Gs, Ds = [m[0] for m in models], [m[1] for m in models]
+    Gs, Ds = map(list, zip(*(toy_models(s, device, **variant) for s in seeds)))
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
     sample = mixture_sampler(centers.to(device), std)
     loss, k = settings.get("loss", "nonsaturating"), settings.get("k", 1)
