@@ -2,7 +2,11 @@
 Chromium at reveal's own size, 960x700 (what a projector shows):
 
 * it starts, with as many slides as the notebook's metadata asks for, and loads nothing from the internet;
-* no slide is taller than 700 px with all its fragments shown;
+* with all its fragments shown, every slide shows all its content: no line of text, formula, image or
+  figure lies outside the 960x700 window or outside the box of an ancestor that clips it (a slide
+  taller than the screen scrolls inside its own box, with a hidden scroll bar: what is below is
+  cut off); scripts/check_slides.py does the measuring, and prints the same report for any deck;
+* no slide has more than about 120 words of prose (limit 130) or 12 lines of printed output, as shown;
 * every slide with a figure (img / svg / canvas) or a formula (a displayed MathJax equation,
   $$...$$; inline symbols such as $D(x)$ in running text do not count) has speaker notes: a
   markdown cell of slide_type "notes" after the slide's content;
@@ -11,11 +15,12 @@ Chromium at reveal's own size, 960x700 (what a projector shows):
   out of the slide;
 * the speaker view (S) opens offline and shows the notes.
 
-Screenshots of a few slides per deck go to build/slide-shots/<deck>/ (git-ignored): look at them.
-Failures name the deck, the slide (number as shown on the slide, and its #/h/v URL) and its height.
+Screenshots of a few slides per deck (the title slide, then slides with a violation, then figure
+and formula slides) go to build/slide-shots/<deck>/ (git-ignored): look at them.
+Failures name the deck, the slide (number as shown on the slide, and its #/h/v URL) and what is wrong.
 
 Needs Debian's `chromium`, the npm packages of package.json (`npm install`) and websocket-client
-(installed with Jupyter); skips without them. All decks take well under 2 minutes on 2 cores.
+(installed with Jupyter); skips without them.
 """
 import json
 import time
@@ -28,8 +33,18 @@ from cdp import Browser, chromium_path
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 SHOTS = ROOT / "build" / "slide-shots"
-WIDTH, HEIGHT = 960, 700   # reveal's slide size in the built decks
 SHOTS_PER_DECK = 4
+
+# Decks known to break the visible-content checks, until they are reworked (issue 26): strict, so each
+# mark shows the check catches them, and must go as soon as the deck passes.
+KNOWN_FAILURES = {
+    ("03_mnist_mlp_gan", "clipped"): "03 is being reworked (issue 26): text or output cut off at the bottom of "
+                                     "slides 3, 21, 31, 45 and 55",
+    ("03_mnist_mlp_gan", "words"): "03 is being reworked (issue 26): slides 3, 26, 28, 29, 46, 49, 63 and 71 "
+                                   "have 132-245 words of prose",
+    ("05_dcgan", "output"): "05 is being reworked (issue 26): slides 7 (G's layer listing) and 16 (the runs' log) "
+                            "show more than 12 lines of printed output",
+}
 
 
 def expected_slide_count(notebook):
@@ -38,36 +53,6 @@ def expected_slide_count(notebook):
     types = [c.get("metadata", {}).get("slideshow", {}).get("slide_type", "-") for c in cells]
     return sum(t in ("slide", "subslide") for t in types)
 
-
-# In the page: wait for reveal.js, then for MathJax's start-up typeset and everything queued after it.
-READY_JS = "!!(window.Reveal && Reveal.isReady && Reveal.isReady() && window.MathJax && MathJax.Hub)"
-MATH_IDLE_JS = """!!(MathJax.isReady && !MathJax.Hub.queue.pending && !MathJax.Hub.queue.running
-                     && !MathJax.Hub.queue.queue.length)"""
-
-# In the page: every slide with all fragments shown: its height, figures, formulas and notes.
-MEASURE_JS = """(() => {
-  const out = [];
-  const slides = Reveal.getSlides();
-  for (let i = 0; i < slides.length; i++) {
-    const s = slides[i], idx = Reveal.getIndices(s);
-    const fragments = s.querySelectorAll('.fragment').length;
-    Reveal.slide(idx.h, idx.v, fragments ? fragments - 1 : undefined);   // reading scrollHeight lays it out
-    const content = [...s.querySelectorAll('img, svg, canvas, script[type^="math/tex"]')]
-      .filter(e => !e.closest('aside.notes'));
-    const notes = [...s.querySelectorAll('aside.notes')].map(a => a.textContent.trim()).join(' ');
-    let label = s.querySelector('h1, h2, h3, h4') || s.querySelector('.jp-InputArea-editor') || s;
-    label = label.cloneNode(true);
-    label.querySelectorAll('script, .MJX_Assistive_MathML, .MathJax_Preview').forEach(e => e.remove());
-    out.push({number: i + 1, h: idx.h, v: idx.v, height: s.scrollHeight,
-              hidden_fragments: s.querySelectorAll('.fragment:not(.visible)').length,
-              figure: content.some(e => e.tagName !== 'SCRIPT'),
-              formula: content.some(e => e.tagName === 'SCRIPT' && e.type.includes('mode=display')),
-              math: content.filter(e => e.tagName === 'SCRIPT').length, notes: notes.length,
-              title: label.textContent.replace(/\\u00b6/g, '').trim().split('\\n')[0].slice(0, 50)});
-  }
-  Reveal.slide(0, 0);
-  return out;
-})()"""
 
 # In the page, on the slide shown: MathJax output per formula (exactly one rendering each), and
 # display equations inside the slide.
@@ -89,37 +74,30 @@ MATH_CHECK_JS = """(() => {
 })()"""
 
 
-def _label(deck, s):
-    return f"{deck} slide {s['number']} (#/{s['h']}/{s['v']}, \"{s['title']}\")"
-
-
-def _math_idle(page, what, timeout=60):
-    """MathJax has typeset everything, and what was queued after (twice in a row: a re-render may follow)."""
-    for _ in range(2):
-        assert page.wait_for(MATH_IDLE_JS, timeout=timeout), f"{what}: MathJax did not finish"
-        time.sleep(0.2)
-
-
-def _wait_ready(page, what):
-    assert page.wait_for(READY_JS, timeout=60), f"{what}: reveal.js or MathJax did not start"
-    _math_idle(page, what)
-
-
-def _screenshot_choice(slides):
-    """The title slide, then figure and formula slides, the tallest first."""
+def _screenshot_choice(slides, cs):
+    """The title slide, then slides with a violation, then figure and formula slides, the tallest first."""
     chosen = [slides[0]]
-    for s in sorted(slides, key=lambda s: -s["height"]):
-        if (s["figure"] or s["formula"]) and s not in chosen and len(chosen) < SHOTS_PER_DECK:
+    bad = [s for s in slides if s["clipped"] or cs.word_message(s) or cs.output_message(s)]
+    figures = sorted((s for s in slides if s["figure"] or s["formula"]), key=lambda s: -s["height"])
+    for s in bad + figures:
+        if s not in chosen and len(chosen) < SHOTS_PER_DECK:
             chosen.append(s)
     return chosen
 
 
 @pytest.fixture(scope="module")
-def decks(tmp_path_factory, load_script):
+def check(load_script):
+    """scripts/check_slides.py: the measuring in the page, shared with the command-line checker."""
+    return load_script("scripts/check_slides.py")
+
+
+@pytest.fixture(scope="module")
+def decks(tmp_path_factory, load_script, check):
     """Build every deck and measure it in one headless Chromium: {deck: {...}}."""
     if not chromium_path():
         pytest.skip("no Chromium: `apt-get install chromium` (Debian) to run the slide test")
     build_slides = load_script("scripts/build_slides.py")
+    cs = check
     missing = build_slides.missing_assets()
     if missing:
         pytest.skip(f"no local reveal.js and friends ({missing[0]} is missing): run `npm install` at the repo root")
@@ -134,22 +112,22 @@ def decks(tmp_path_factory, load_script):
             deck, t_deck = notebook.stem, time.monotonic()
             html = build_slides.build(notebook, tmp / "decks")
             t_built = time.monotonic()
-            page = browser.page(WIDTH, HEIGHT)
+            page = browser.page(cs.WIDTH, cs.HEIGHT)
             page.goto(html.as_uri())
-            _wait_ready(page, deck)
+            cs.wait_ready(page, deck)
             r = {"html": html, "total": page.js("Reveal.getTotalSlides()"),
                  "expected": expected_slide_count(notebook),
                  "notes_plugin": page.js("Reveal.hasPlugin('notes')"),
                  "formulas": page.js("document.querySelectorAll('.slides script[type^=\"math/tex\"]').length"),
-                 "slides": page.js(MEASURE_JS)}
+                 "slides": cs.measure(page)}
             shots = SHOTS / deck
             shots.mkdir(parents=True, exist_ok=True)
             for old in shots.glob("*.png"):
                 old.unlink()
             r["shots"] = []
-            for s in _screenshot_choice(r["slides"]):
+            for s in _screenshot_choice(r["slides"], cs):
                 page.js(f"Reveal.slide({s['h']}, {s['v']}, 1e6)")
-                _math_idle(page, deck)
+                cs.math_idle(page, deck)
                 r["shots"].append(page.screenshot(shots / f"slide{s['number']:02d}_h{s['h']}v{s['v']}.png"))
             r["urls"] = page.requested_urls()
             page.close()
@@ -158,9 +136,9 @@ def decks(tmp_path_factory, load_script):
             math = [s for s in r["slides"] if s["math"]]
             if math:
                 target = max(math, key=lambda s: (s["formula"], s["math"], s["number"]))
-                page = browser.page(WIDTH, HEIGHT)
+                page = browser.page(cs.WIDTH, cs.HEIGHT)
                 page.goto(f"{html.as_uri()}#/{target['h']}/{target['v']}")
-                _wait_ready(page, f"{deck} opened at #/{target['h']}/{target['v']}")
+                cs.wait_ready(page, f"{deck} opened at #/{target['h']}/{target['v']}")
                 r["direct"] = {"slide": target, **page.js(MATH_CHECK_JS),
                                "at": page.js("(() => { const i = Reveal.getIndices(); return [i.h, i.v || 0]; })()")}
                 page.screenshot(shots / f"direct_h{target['h']}v{target['v']}.png")
@@ -196,34 +174,57 @@ def test_deck_starts_offline_with_its_slides(decks, notebook):
     print(f"{notebook.stem}: {r['total']} slides; screenshots: {', '.join(str(p) for p in r['shots'])}")
 
 
-@pytest.mark.parametrize("notebook", DECK_PARAMS)
-def test_no_slide_taller_than_700px(decks, notebook):
-    r = _deck(decks, notebook)
-    tall = [s for s in r["slides"] if s["height"] > HEIGHT]
+def _check_params(what):
+    """One case per deck; a known failure (KNOWN_FAILURES) of this check is a strict xfail."""
+    return [pytest.param(nb, id=nb.stem, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[nb.stem, what])]
+                         if (nb.stem, what) in KNOWN_FAILURES else []) for nb in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("notebook", _check_params("clipped"))
+def test_every_slide_shows_all_its_content(decks, check, notebook):
+    """With all fragments shown, nothing rendered lies outside the window or an ancestor's visible box."""
+    r, cs = _deck(decks, notebook), check
     hidden = [s for s in r["slides"] if s["hidden_fragments"]]
-    assert not hidden, "fragments not shown while measuring: " + "; ".join(_label(notebook.stem, s) for s in hidden)
-    assert not tall, (f"{len(tall)} of {len(r['slides'])} slides are taller than {HEIGHT} px with all fragments shown "
-                      "(split them, shorten them, or hide plot code with the `hide-input` tag):\n"
-                      + "\n".join(f"  {_label(notebook.stem, s)}: {s['height']} px" for s in tall))
+    assert not hidden, "fragments not shown while measuring: " + "; ".join(cs.label(notebook.stem, s) for s in hidden)
+    bad = [f"  {cs.label(notebook.stem, s)}: {m}" for s in r["slides"] for m in cs.clipped_messages(s)]
+    assert not bad, (f"content cut off on {len({b.split(' (#/')[0] for b in bad})} of {len(r['slides'])} slides at "
+                     f"{cs.WIDTH}x{cs.HEIGHT} with all fragments shown (split the slide, shorten it, or hide plot "
+                     "code with the `hide-input` tag; `python scripts/check_slides.py NB.ipynb --shots DIR` "
+                     "saves screenshots):\n" + "\n".join(bad))
+
+
+@pytest.mark.parametrize("notebook", _check_params("words"))
+def test_no_slide_has_more_than_about_120_words_of_prose(decks, check, notebook):
+    r, cs = _deck(decks, notebook), check
+    bad = [f"  {cs.label(notebook.stem, s)}: {cs.word_message(s)}" for s in r["slides"] if cs.word_message(s)]
+    assert not bad, ("slides with too much prose (split them, or move the detail to the speaker notes):\n"
+                     + "\n".join(bad))
+
+
+@pytest.mark.parametrize("notebook", _check_params("output"))
+def test_no_slide_has_more_than_12_lines_of_printed_output(decks, check, notebook):
+    r, cs = _deck(decks, notebook), check
+    bad = [f"  {cs.label(notebook.stem, s)}: {cs.output_message(s)}" for s in r["slides"] if cs.output_message(s)]
+    assert not bad, "slides with too much printed output (print less, or split the cell):\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("notebook", DECK_PARAMS)
-def test_figure_and_formula_slides_have_speaker_notes(decks, notebook):
+def test_figure_and_formula_slides_have_speaker_notes(decks, check, notebook):
     r = _deck(decks, notebook)
     bare = [s for s in r["slides"] if (s["figure"] or s["formula"]) and not s["notes"]]
     assert not bare, (f"{len(bare)} slides with a figure or formula have no speaker notes (add a markdown "
                       "cell with slide_type \"notes\" after the slide's content):\n"
-                      + "\n".join(f"  {_label(notebook.stem, s)}: "
+                      + "\n".join(f"  {check.label(notebook.stem, s)}: "
                                   + " and ".join(k for k in ("figure", "formula") if s[k]) for s in bare))
 
 
 @pytest.mark.parametrize("notebook", DECK_PARAMS)
-def test_math_slide_opened_by_url_renders_each_formula_once(decks, notebook):
+def test_math_slide_opened_by_url_renders_each_formula_once(decks, check, notebook):
     r = _deck(decks, notebook)
     if "direct" not in r:
         pytest.skip(f"{notebook.stem} has no formula")
     d = r["direct"]
-    where = _label(notebook.stem, d["slide"])
+    where = check.label(notebook.stem, d["slide"])
     assert d["at"] == [d["slide"]["h"], d["slide"]["v"]], f"{where}: reveal moved to #/{d['at'][0]}/{d['at'][1]}"
     assert d["formulas"] > 0, f"{where}: opened directly, the slide shows no formula"
     assert not d["doubled"], f"{where}, opened directly: formulas rendered twice or not at all: {d['doubled'][:5]}"
@@ -232,7 +233,7 @@ def test_math_slide_opened_by_url_renders_each_formula_once(decks, notebook):
         f"{where}, opened directly: {d['all']} formulas in the deck, {r['formulas']} when opened at the start"
 
 
-def test_speaker_view_opens_offline_with_the_notes(decks):
+def test_speaker_view_opens_offline_with_the_notes(decks, check):
     """Press S: reveal's notes plugin opens its speaker view (a pop-up), which shows the notes."""
     with_notes = [(name, s) for name, r in decks.items() if not name.startswith("_")
                   for s in r["slides"] if s["notes"]]
@@ -242,11 +243,11 @@ def test_speaker_view_opens_offline_with_the_notes(decks):
     html = decks[name]["html"]
     browser = Browser(html.parent.parent / "chromium-speaker-view")
     try:
-        page = browser.page(WIDTH, HEIGHT)
+        page = browser.page(check.WIDTH, check.HEIGHT)
         page.goto(f"{html.as_uri()}#/{slide['h']}/{slide['v']}")
-        _wait_ready(page, name)
+        check.wait_ready(page, name)
         expected = page.js("Reveal.getSlideNotes(Reveal.getCurrentSlide()) || ''")
-        assert expected.strip(), f"{_label(name, slide)}: reveal finds no notes"
+        assert expected.strip(), f"{check.label(name, slide)}: reveal finds no notes"
         page.send("Runtime.evaluate", {"expression": "Reveal.getPlugin('notes').open()", "userGesture": True})
         deadline, view = time.monotonic() + 30, None
         while view is None and time.monotonic() < deadline:
@@ -263,9 +264,60 @@ def test_speaker_view_opens_offline_with_the_notes(decks):
             time.sleep(0.2)
         words = [w for w in expected.split() if w.isalpha()][:3]
         assert text.strip() and all(w in text for w in words), \
-            f"the speaker view shows {text[:80]!r}, not the notes of {_label(name, slide)}"
+            f"the speaker view shows {text[:80]!r}, not the notes of {check.label(name, slide)}"
     finally:
         browser.close()
+
+
+def _synthetic_notebook(path):
+    """A small deck with one of each problem, and slides that must pass: {slide number: expected kinds}."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    def md(text, kind="slide"):
+        return new_markdown_cell(text, metadata={"slideshow": {"slide_type": kind}})
+
+    long_text = " ".join(f"Sentence {i} of a paragraph that is far too long for one slide." for i in range(50))
+    cells = [
+        md("# Fits\n\nA short slide."),                                                          # 1: fine
+        md("## Cut off at the bottom\n\n" + long_text),                                          # 2
+        new_code_cell("print(...)", metadata={"slideshow": {"slide_type": "slide"}},              # 3
+                      outputs=[new_output("stream", name="stdout", text="".join(f"line {i}\n" for i in range(20)))]),
+        md("## Clipped by its box\n\n<div style=\"height: 60px; overflow: hidden\">"                 # 4
+           + "<br>".join(f"row {i}" for i in range(12)) + "</div>"),
+        md("## A fragment"), md("\n\n".join(f"Fragment line {i}." for i in range(30)), "fragment"),   # 5
+        md("## Hidden solution\n\nWhat is 2 + 2?\n\n<details><summary>Solution</summary>\n\n"      # 6: fine
+           + long_text + "\n\n</details>"),
+        md("Notes: " + long_text, "notes"),
+    ]
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    nbformat.write(nb, path)
+    return {1: set(), 2: {"clipped text", "words"}, 3: {"output"}, 4: {"clipped text"},
+            5: {"clipped text"}, 6: set()}
+
+
+def test_the_check_catches_what_a_projector_cuts_off(check, load_script, tmp_path):
+    """The measuring itself, on a deck made to fail: text below the screen, printed output, text cut by
+    an ancestor's overflow box, a fragment; no false alarm for a closed <details> or speaker notes."""
+    if not chromium_path() or load_script("scripts/build_slides.py").missing_assets():
+        pytest.skip("no Chromium or no local reveal.js (see the slide test's other cases)")
+    pytest.importorskip("websocket", reason="the slide test drives Chromium with websocket-client")
+    build_slides = load_script("scripts/build_slides.py")
+    expected = _synthetic_notebook(tmp_path / "synthetic.ipynb")
+    html = build_slides.build(tmp_path / "synthetic.ipynb", tmp_path / "deck")
+    browser = Browser(tmp_path / "chromium-profile")
+    try:
+        page = browser.page(check.WIDTH, check.HEIGHT)
+        page.goto(html.as_uri())
+        check.wait_ready(page, "synthetic deck")
+        slides = check.measure(page)
+    finally:
+        browser.close()
+    found = {s["number"]: {f"clipped {c['kind']}" for c in s["clipped"]}
+             | {k for k, m in (("words", check.word_message(s)), ("output", check.output_message(s))) if m}
+             for s in slides}
+    assert found == expected, "\n".join(check.violations("synthetic", slides))
 
 
 def test_slide_test_time(decks):
