@@ -314,7 +314,8 @@ def test_05_dcgan_jobs_exit_on_a_ctrl_c_without_results(load_script, monkeypatch
     written = []
     monkeypatch.setattr(dc05, "write_json", lambda *a, **k: written.append(a))
     for job in ("dcgan", "ablation"):
-        args = type("Args", (), {"job": job, "width": 16, "conditioning": "concat", "minibatch": 16})
+        args = type("Args", (), {"job": job, "width": 16, "conditioning": "concat", "minibatch": 16,
+                                      "seed": 0})
         with pytest.raises(SystemExit, match=f"{job} interrupted") as err:
             dc05.main(args)
         assert err.value.code != 0
