@@ -38,12 +38,6 @@ SHOTS_PER_DECK = 4
 # Decks known to break the visible-content checks, until they are reworked (issue 26): strict, so each
 # mark shows the check catches them, and must go as soon as the deck passes.
 KNOWN_FAILURES = {
-    ("03_mnist_mlp_gan", "clipped"): "03 is being reworked (issue 26): text or output cut off at the bottom of "
-                                     "slides 3, 21, 31, 45 and 55",
-    ("03_mnist_mlp_gan", "words"): "03 is being reworked (issue 26): slides 3, 26, 28, 29, 46, 49, 63 and 71 "
-                                   "have 132-245 words of prose",
-    ("05_dcgan", "output"): "05 is being reworked (issue 26): slides 7 (G's layer listing) and 16 (the runs' log) "
-                            "show more than 12 lines of printed output",
 }
 
 
